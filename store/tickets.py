@@ -1,0 +1,229 @@
+"""Write inbound mail into tickets: the body of the one transaction per message.
+
+    with db.atomic():
+        recorded = record_inbound(inbound, now=utcnow())
+        if recorded.created: ...queue the acknowledgement with store.outbox.enqueue...
+
+`record_inbound` runs inside the caller's transaction, so the ticket, its message, the
+audit events and the outbox rows the caller adds commit together or not at all
+(DESIGN §1.3).  It decides, in this order (DESIGN §4):
+
+1. duplicate delivery: the (message key, receiving address) pair is known → nothing new;
+   the same message for another of our addresses joins the message already stored;
+2. the ticket named by the subject token, then by In-Reply-To/References (our own
+   outbound Message-IDs carry the ticket number, so they match without a row);
+3. otherwise a new ticket, numbered from the `ticket` counter.
+
+A reply from an address that is neither requester nor participant is stored as
+*unverified*: it is kept for the agents but its sender gets nothing from the ticket.
+A reply to a resolved ticket reopens it; a reply to a closed one opens a new ticket that
+links to the old one.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from parsers.message import Attachment
+from store.fastsql import fetch, insert_row
+from store.models import Attachment as StoredAttachment
+from store.models import (Contact, Counter, Delivery, Event, Message, MessageAttachment,
+                          Participant, Ticket)
+
+log = logging.getLogger(__name__)
+
+CREATED, APPENDED, DUPLICATE = "created", "appended", "duplicate"
+BY_TOKEN, BY_HEADERS, BY_OUR_ID, NEW = "subject token", "In-Reply-To/References", "our Message-ID", "new ticket"
+REOPENS = ("resolved",)       # a reply reopens these
+CLOSED = ("closed",)          # a reply to these opens a new, linked ticket
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """Everything the store needs about one received message, computed off the database."""
+    raw: bytes
+    message_key: str                    # 'mid:<normalized Message-ID>' or 'sha256:<hex>'
+    message_id: str | None
+    recipient: str                      # the support address it arrived for
+    via: str
+    kind: str                           # classification (normal, auto_reply, bounce, ...)
+    evidence: str
+    from_address: str
+    from_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    text: str
+    visible_text: str
+    html: str
+    attachments: tuple[Attachment, ...]   # parsers.message.Attachment values
+    token_ticket: int | None            # number from the subject token, if any
+    reply_candidates: tuple[str, ...]   # Message-IDs to match, most relevant first
+    our_ticket_refs: tuple[int, ...]    # numbers decoded from our own Message-IDs among them
+    queue: str
+    priority: str
+    own_addresses: frozenset[str]       # never added as participants
+
+
+@dataclass(frozen=True)
+class Recorded:
+    outcome: str                  # CREATED | APPENDED | DUPLICATE
+    ticket_number: int
+    ticket_id: int
+    message_pk: int
+    threaded_by: str
+    unverified: bool = False
+    reopened: bool = False
+    linked_to: int | None = None
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == CREATED
+
+
+def message_key(message_id: str | None, raw: bytes) -> str:
+    if message_id:
+        return "mid:" + message_id
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def record_inbound(msg: InboundMessage, *, now: datetime) -> Recorded:
+    known = _known_delivery(msg, now)
+    if known is not None:
+        return known
+    ticket, threaded_by = _find_ticket(msg)
+    linked_to, reopened = None, False
+    if ticket is not None and ticket.status in CLOSED:
+        linked_to, ticket, threaded_by = ticket.number, None, NEW
+    if ticket is None:
+        ticket_id, number = _open_ticket(msg, now=now, linked_to=linked_to)
+        message_pk = _store_message(ticket_id, msg, now=now, unverified=False)
+        add_event(ticket_id, now, msg.from_address or "unknown", "created",
+               f"queue={msg.queue} priority={msg.priority} via={msg.via}"
+               + (f" linked_to={linked_to}" if linked_to else ""))
+        return Recorded(CREATED, number, ticket_id, message_pk, threaded_by, linked_to=linked_to)
+    unverified = not _is_party(ticket, msg.from_address)
+    message_pk = _store_message(ticket.id, msg, now=now, unverified=unverified)
+    if ticket.status in REOPENS and not unverified and msg.kind == "normal":
+        ticket.status, ticket.resolved_at, reopened = "open", None, True
+        add_event(ticket.id, now, msg.from_address or "unknown", "reopened", "customer replied")
+    ticket.updated_at = now
+    ticket.save()
+    add_event(ticket.id, now, msg.from_address or "unknown", "unverified_message" if unverified else "message",
+           f"kind={msg.kind} by={threaded_by}")
+    return Recorded(APPENDED, ticket.number, ticket.id, message_pk, threaded_by,
+                    unverified=unverified, reopened=reopened)
+
+
+def _known_delivery(msg: InboundMessage, now: datetime) -> Recorded | None:
+    rows = fetch(_db(), 'SELECT d."message_id", d."recipient", m."ticket_id", t."number" '
+                        'FROM "delivery" d JOIN "message" m ON m."id" = d."message_id" '
+                        'JOIN "ticket" t ON t."id" = m."ticket_id" '
+                        'WHERE d."message_key" = ? LIMIT 50', [msg.message_key])
+    if not rows:
+        return None
+    message_pk, _, ticket_id, number = rows[0]
+    if not any(recipient == msg.recipient for _, recipient, _, _ in rows):
+        insert_row(Delivery, message_key=msg.message_key, recipient=msg.recipient,
+                   message=message_pk, received_at=now, via=msg.via)
+    return Recorded(DUPLICATE, number, ticket_id, message_pk, "duplicate")
+
+
+def _db():
+    return Message._meta.database
+
+
+def _find_ticket(msg: InboundMessage) -> tuple[Ticket | None, str]:
+    if msg.token_ticket is not None:
+        ticket = Ticket.get_or_none(Ticket.number == msg.token_ticket)
+        if ticket is not None:
+            return ticket, BY_TOKEN
+    if msg.reply_candidates:
+        marks = ", ".join("?" * len(msg.reply_candidates))
+        found = dict(fetch(_db(), f'SELECT "message_id", "ticket_id" FROM "message" '
+                                  f'WHERE "message_id" IN ({marks})', msg.reply_candidates))
+        for candidate in msg.reply_candidates:
+            if candidate in found:
+                return Ticket.get_by_id(found[candidate]), BY_HEADERS
+    for number in msg.our_ticket_refs:
+        ticket = Ticket.get_or_none(Ticket.number == number)
+        if ticket is not None:
+            return ticket, BY_OUR_ID
+    return None, NEW
+
+
+def next_ticket_number() -> int:
+    """The next ticket number, from the `ticket` counter row (one statement, row-locked)."""
+    table = Counter._meta.table_name
+    cursor = Counter._meta.database.execute_sql(
+        f'UPDATE "{table}" SET "value" = "value" + 1 WHERE "name" = \'ticket\' RETURNING "value"')
+    return int(cursor.fetchone()[0])
+
+
+def contact_for(address: str, name: str, now: datetime) -> int:
+    """The id of the contact with `address`, created on first sight."""
+    rows = fetch(_db(), 'SELECT "id", "name" FROM "contact" WHERE "address" = ?', [address])
+    if not rows:
+        return insert_row(Contact, address=address, name=name or "", created_at=now)
+    contact_id, known_name = rows[0]
+    if name and not known_name:
+        Contact.update(name=name).where(Contact.id == contact_id).execute()
+    return contact_id
+
+
+def _open_ticket(msg: InboundMessage, *, now: datetime, linked_to: int | None) -> tuple[int, int]:
+    requester = contact_for(msg.from_address, msg.from_name, now)
+    number = next_ticket_number()
+    ticket_id = insert_row(Ticket, number=number, subject=msg.subject[:2000], status="new",
+                           priority=msg.priority, queue=msg.queue, requester=requester,
+                           linked_to=linked_to, created_at=now, updated_at=now)
+    insert_row(Participant, ticket=ticket_id, contact=requester, role="requester")
+    if msg.kind == "normal":
+        others = {a for a in (*msg.to, *msg.cc)
+                  if a and a not in msg.own_addresses and a != msg.from_address}
+        for address in sorted(others):
+            Participant.insert(ticket=ticket_id, contact=contact_for(address, "", now),
+                               role="cc").on_conflict_ignore().execute()
+    return ticket_id, number
+
+
+def _is_party(ticket: Ticket, address: str) -> bool:
+    return (Participant.select().join(Contact)
+            .where(Participant.ticket == ticket, Contact.address == address).exists())
+
+
+def _store_message(ticket_id: int, msg: InboundMessage, *, now: datetime, unverified: bool) -> int:
+    message_pk = insert_row(
+        Message, ticket=ticket_id, direction="in", kind=msg.kind, message_key=msg.message_key,
+        message_id=msg.message_id, in_reply_to=" ".join(msg.in_reply_to),
+        references=" ".join(msg.references), from_address=msg.from_address,
+        from_name=msg.from_name, to=", ".join(msg.to), cc=", ".join(msg.cc),
+        subject=msg.subject, visible_text=msg.visible_text, text=msg.text, html=msg.html,
+        unverified=unverified, evidence=msg.evidence, raw=msg.raw, created_at=now)
+    insert_row(Delivery, message_key=msg.message_key, recipient=msg.recipient, message=message_pk,
+               received_at=now, via=msg.via)
+    for att in msg.attachments:
+        insert_row(MessageAttachment, message=message_pk, attachment=_attachment_row(att),
+                   filename=att.filename)
+    return message_pk
+
+
+def _attachment_row(att: Attachment) -> int:
+    """The id of the stored attachment with these bytes; stored once by sha256."""
+    digest = hashlib.sha256(att.data).hexdigest()
+    found = StoredAttachment.select(StoredAttachment.id).where(StoredAttachment.sha256 == digest).scalar()
+    if found is not None:
+        return found
+    return insert_row(StoredAttachment, sha256=digest, content_type=att.content_type,
+                      size=len(att.data), data=att.data)
+
+
+def add_event(ticket_id: int, at: datetime, actor: str, kind: str, detail: str = "") -> None:
+    """One audit-log line on the ticket; `actor` is an address, or '' for maild itself."""
+    insert_row(Event, ticket=ticket_id, at=at, actor=actor or "system", kind=kind, detail=detail)
+
+
