@@ -1,0 +1,88 @@
+"""The `maild` command: one program for the daemon, the pipe and the admin's questions.
+
+    maild [-c CONFIG] init                    create the database schema and the spool
+    maild [-c CONFIG] serve [--single-process]  run the listeners; processing in a child
+    maild [-c CONFIG] process                 process the spool and send mail, no listeners
+    maild [-c CONFIG] ingest [--recipient A]  read one message on stdin (Postfix pipe, procmail)
+    maild [-c CONFIG] check                   validate maild.yaml, rules.yaml and templates
+    maild [-c CONFIG] tickets [--status S] [--json]
+    maild [-c CONFIG] show N [--json]
+    maild [-c CONFIG] outbox [--status S] [--json]
+    maild [-c CONFIG] quarantine list [--json] | replay ID
+
+CONFIG defaults to $MAILD_CONFIG, else /etc/maild/maild.yaml.  Exit codes follow
+sysexits: 0 ok, 1 a check failed, 64 usage, 75 (EX_TEMPFAIL) `ingest` could not make the
+message durable so the MTA must retry, 78 (EX_CONFIG) the configuration is wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+log = logging.getLogger(__name__)
+
+EX_OK, EX_FAILED, EX_USAGE, EX_NOINPUT, EX_TEMPFAIL, EX_CONFIG = 0, 1, 64, 66, 75, 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maild", description="Email-driven help desk daemon.")
+    p.add_argument("-c", "--config", type=Path, help="maild.yaml (default $MAILD_CONFIG or /etc/maild/maild.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create or upgrade the database schema and the spool")
+    serve = sub.add_parser("serve", help="run the daemon")
+    serve.add_argument("--single-process", action="store_true",
+                       help="process mail in the listening process (default: a child process)")
+    process = sub.add_parser("process", help="the processing half of serve (started by serve)")
+    process.add_argument("--wake-fd", type=int, default=None, help=argparse.SUPPRESS)
+    ingest = sub.add_parser("ingest", help="read one message on stdin and process it")
+    ingest.add_argument("--recipient", action="append", default=[], help="envelope recipient (repeatable)")
+    ingest.add_argument("--sender", default=None,
+                        help="envelope sender ('' for the null sender <>; unknown if absent)")
+    ingest.add_argument("--no-send", action="store_true", help="queue outbound mail but do not deliver it now")
+    sub.add_parser("check", help="validate configuration, rules and templates")
+    tickets = sub.add_parser("tickets", help="list tickets")
+    tickets.add_argument("--status")
+    tickets.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="show one ticket")
+    show.add_argument("number", type=int)
+    show.add_argument("--json", action="store_true")
+    outbox = sub.add_parser("outbox", help="list outbound mail")
+    outbox.add_argument("--status")
+    outbox.add_argument("--json", action="store_true")
+    quarantine = sub.add_parser("quarantine", help="messages that could not be processed")
+    qsub = quarantine.add_subparsers(dest="action", required=True)
+    qlist = qsub.add_parser("list")
+    qlist.add_argument("--json", action="store_true")
+    replay = qsub.add_parser("replay")
+    replay.add_argument("id", type=int)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from maild import commands
+
+    handler = getattr(commands, "cmd_" + args.command)
+    try:
+        return handler(args)
+    except commands.ConfigurationFailed as exc:
+        print(f"maild: configuration error:\n{exc}", file=sys.stderr)
+        return EX_CONFIG
+    except commands.SchemaMissing as exc:
+        print(f"maild: {exc}", file=sys.stderr)
+        return EX_FAILED
+    except BrokenPipeError:
+        return EX_OK
+
+
+def print_json(value) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

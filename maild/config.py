@@ -1,0 +1,280 @@
+"""maild.yaml -> `Settings`: the sysadmin's file, read once at start.
+
+The file (default /etc/maild/maild.yaml, or $MAILD_CONFIG)::
+
+    database: sqlite:///var/lib/maild/maild.db    # or postgresql://maild@db.example.com/maild
+    spool: /var/lib/maild/spool
+    listen: {lmtp: "127.0.0.1:2424", smtp: "127.0.0.1:2525"}
+    outbound: {relay: "smtp://127.0.0.1:25"}
+    helpdesk: {name: Acme Support, address: support@example.com, token_prefix: Acme}
+    rules: /etc/maild/rules.yaml
+
+Keys (unknown keys are refused, at every level; values are not coerced, so a number where
+text is expected is an error: quote it):
+
+``database`` (required)
+    ``sqlite:///ABSOLUTE/PATH`` — e.g. ``sqlite:///var/lib/maild/maild.db`` is the file
+    /var/lib/maild/maild.db (``sqlite:////var/...`` with four slashes means the same);
+    ``sqlite:RELATIVE/PATH`` (no slash after the colon) is relative to the folder of this
+    file; ``postgresql://user[:password]@host[:port]/dbname`` (or ``postgres://``), passed
+    on unchanged (a ``?key=value`` query goes to the driver). SQLite URLs take no query:
+    maild sets the SQLite options itself (store/db.py).
+    Note: peewee and SQLAlchemy read ``sqlite:///x`` as the *relative* path x. maild does
+    not; it reads the URL as a sysadmin does and hands peewee ``sqlite:////abs/path``
+    (`Settings.database_url`).
+``spool`` (required)
+    Folder of the local durable queue of received mail.
+``listen`` (optional; each listener optional, none at all means ingest/IMAP only)
+    ``lmtp`` and ``smtp``: ``host:port`` (port 0-65535; IPv6 in brackets, ``[::1]:2424``;
+    ``*:2424`` for every local address) or ``unix:/path/to/socket`` (``unix:relative/path``
+    is relative to this file's folder). The two may not be the same address.
+``outbound`` (required)
+    ``relay`` (required), exactly the forms `maild.relay.relay_from_url` accepts (config
+    validates with that parser, so the two cannot disagree; no connection is opened):
+
+    - ``smtp://[user:password@]host[:port]``: plain SMTP, port 25, no STARTTLS (the
+      local MTA);
+    - ``smtp+starttls://[user:password@]host[:port]``: STARTTLS required, port 587;
+    - ``smtps://[user:password@]host[:port]``: implicit TLS, port 465;
+    - options for the three: ``?verify=no`` (don't check the TLS certificate) and
+      ``?helo=name`` (the name to greet with), e.g. ``smtps://relay.example.com?verify=no``;
+      any other option is refused. User and password are percent-encoded (write '/' as
+      ``%2F``, '?' as ``%3F``, '#' as ``%23``); a user needs a password;
+    - ``maildir:/path`` (``maildir:relative/path``): drop outgoing mail into a Maildir
+      instead, for development (percent-encoded too: ``%20`` is a space).
+
+    ``max_attempts`` (default 10): delivery attempts before an outbound mail is failed.
+    ``mail_from`` (default: helpdesk.address): a bare address, the *base* of the envelope
+    sender (Return-Path) of every mail maild sends; it is not the From: header (that is
+    helpdesk.name and helpdesk.address). Each outgoing mail gets its own VERP envelope
+    sender ``<local>+bounces-<outbox id>@<domain>`` built from it (a ``+tag`` already in
+    the local part is dropped): ``support@example.com`` sends outbox mail 42 as
+    ``support+bounces-42@example.com``, so a bounce that comes back names the mail it
+    answers and can be matched to it later. Bounces go to that address, so for them to
+    reach maild the mail system has to deliver ``<local>+bounces-...@<domain>`` to it
+    (sub-addressing, e.g. Postfix ``recipient_delimiter = +``).
+``helpdesk`` (required)
+    ``name``: display name on outgoing mail. ``address``: the main support address.
+    ``token_prefix``: the word in subject tokens, ``[Acme #1042]`` (letters, digits,
+    '.', '_', '-'; at most 32). ``hostname`` (default: the domain of ``address``): used in
+    the Message-IDs maild generates.
+``rules`` (required)
+    Path of rules.yaml (queues, teams, rules, SLA).
+``limits`` (optional)
+    ``max_message_size`` (default 26214400 = 25 MiB): larger mail is refused at the
+    door. Bytes, or a string with a unit: ``"25MB"``, ``"25 MiB"``, ``"512k"``, ``"1G"``;
+    k/M/G count 1024s, as in nginx. ``auto_replies_per_hour`` (default 3):
+    automatic mails maild sends to one address per hour (0: none).
+``log_level`` (default info): debug, info, warning, error or critical.
+
+Relative paths (spool, rules, sqlite, maildir, unix sockets) are resolved against the
+folder of this file, not the working directory; `Settings` holds absolute paths only.
+A bad file raises `rules.source.ConfigError` listing every problem as
+``file:line:column: key: message``. A message that quotes a URL never shows its password:
+it goes through `redact_url` (``postgresql://maild:***@db/maild``).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AfterValidator, Field
+
+from maild.config_checks import (ListenSpec, PathText, Size, _check_database,
+                                 _check_hostname, _check_log_level, _check_name, _check_relay,
+                                 _check_token_prefix, _sqlite_path, parse_listen)
+from maild.redact import redact_url
+from rules.source import (Address, ConfigError, KeyPath, StrictModel, load_yaml, problem_at,
+                          validate)
+
+__all__ = ["ConfigError", "Helpdesk", "Limits", "Listen", "Outbound", "Settings",
+           "default_config_path", "load_settings", "parse_listen", "redact_url"]
+
+DEFAULT_CONFIG_PATH = Path("/etc/maild/maild.yaml")
+DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
+
+
+# --- the settings, as the rest of maild sees them ---------------------------------------
+
+@dataclass(frozen=True)
+class Listen:
+    lmtp: str | None = None        # 'host:port' or 'unix:/absolute/path'; None: no listener
+    smtp: str | None = None
+
+
+@dataclass(frozen=True)
+class Outbound:
+    relay: str                     # for relay_from_url: 'smtp[s]://...', 'smtp+starttls://...'
+                                   # or 'maildir:/absolute/path' (percent-encoded)
+    max_attempts: int
+    mail_from: str                 # base of the VERP envelope sender, local+bounces-<id>@domain
+
+    @property
+    def maildir(self) -> Path | None:
+        """The Maildir folder when the relay is 'maildir:', else None (as the relay reads it)."""
+        if not self.relay.startswith("maildir:"):
+            return None
+        return Path(unquote(urlsplit(self.relay).path))
+
+
+@dataclass(frozen=True)
+class Helpdesk:
+    name: str
+    address: str
+    token_prefix: str
+    hostname: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_size: int          # bytes
+    auto_replies_per_hour: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str              # for playhouse.db_url.connect; sqlite: sqlite:////abs/path
+    spool_dir: Path
+    listen: Listen
+    outbound: Outbound
+    helpdesk: Helpdesk
+    rules_path: Path
+    limits: Limits
+    log_level: str                 # one of LOG_LEVELS
+    config_path: Path              # absolute path of the file these came from
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file when the database is SQLite, else None."""
+        if not self.database_url.startswith("sqlite:///"):
+            return None
+        return Path(self.database_url[len("sqlite:///"):])
+
+
+def default_config_path() -> Path:
+    """$MAILD_CONFIG when set, else /etc/maild/maild.yaml."""
+    return Path(os.environ.get("MAILD_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+# --- the file's shape ---------------------------------------------------------------------
+
+class _Listen(StrictModel):
+    lmtp: ListenSpec | None = None
+    smtp: ListenSpec | None = None
+
+
+class _Outbound(StrictModel):
+    relay: Annotated[str, AfterValidator(_check_relay)]
+    max_attempts: Annotated[int, Field(ge=1)] = 10
+    mail_from: Address | None = None
+
+
+class _Helpdesk(StrictModel):
+    name: Annotated[str, AfterValidator(_check_name)]
+    address: Address
+    token_prefix: Annotated[str, AfterValidator(_check_token_prefix)]
+    hostname: Annotated[str, AfterValidator(_check_hostname)] | None = None
+
+
+class _Limits(StrictModel):
+    max_message_size: Size = DEFAULT_MAX_MESSAGE_SIZE
+    auto_replies_per_hour: Annotated[int, Field(ge=0)] = 3
+
+
+class _SettingsFile(StrictModel):
+    database: Annotated[str, AfterValidator(_check_database)]
+    spool: PathText
+    listen: _Listen | None = None          # an empty `listen:` means no listeners
+    outbound: _Outbound
+    helpdesk: _Helpdesk
+    rules: PathText
+    limits: _Limits | None = None
+    log_level: Annotated[str, AfterValidator(_check_log_level)] = "info"
+
+
+# --- checks across keys: each yields (key path, message) ---------------------------------
+
+def _distinct_listeners(settings: Settings) -> Iterator[tuple[KeyPath, str]]:
+    lmtp, smtp = settings.listen.lmtp, settings.listen.smtp
+    if lmtp and smtp and parse_listen(lmtp) == parse_listen(smtp) and not lmtp.endswith(":0"):
+        yield ("listen", "smtp"), f"the same address as listen.lmtp ({lmtp})"
+
+
+CHECKS: tuple[Callable[[Settings], Iterator[tuple[KeyPath, str]]], ...] = (
+    _distinct_listeners,
+)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate maild.yaml; raise ConfigError naming every problem found."""
+    data, locator = load_yaml(path)
+    doc = validate(_SettingsFile, data, locator, path)
+    settings = _build(doc, Path(os.path.abspath(path)))
+    problems = [problem_at(path, locator, key, message)
+                for check in CHECKS for key, message in check(settings)]
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _build(doc: _SettingsFile, config_path: Path) -> Settings:
+    base = config_path.parent
+
+    def resolve(path: str) -> Path:
+        return Path(os.path.normpath(base / path))  # base / '/abs' is '/abs'
+
+    listen = doc.listen or _Listen()
+    limits = doc.limits or _Limits()
+    hostname = doc.helpdesk.hostname or doc.helpdesk.address.rpartition("@")[2]
+    return Settings(
+        database_url=_database_url(doc.database, resolve),
+        spool_dir=resolve(doc.spool),
+        listen=Listen(lmtp=_listen(listen.lmtp, resolve), smtp=_listen(listen.smtp, resolve)),
+        outbound=Outbound(relay=_relay(doc.outbound.relay, resolve),
+                          max_attempts=doc.outbound.max_attempts,
+                          mail_from=doc.outbound.mail_from or doc.helpdesk.address),
+        helpdesk=Helpdesk(name=doc.helpdesk.name, address=doc.helpdesk.address,
+                          token_prefix=doc.helpdesk.token_prefix, hostname=hostname.lower()),
+        rules_path=resolve(doc.rules),
+        limits=Limits(max_message_size=limits.max_message_size,
+                      auto_replies_per_hour=limits.auto_replies_per_hour),
+        log_level=doc.log_level,
+        config_path=config_path,
+    )
+
+
+def _database_url(value: str, resolve: Callable[[str], Path]) -> str:
+    scheme, _, rest = value.partition(":")
+    if scheme.lower() != "sqlite":
+        return value
+    # peewee (like SQLAlchemy) drops one '/' after 'sqlite://': four slashes, absolute path
+    return f"sqlite:///{resolve(_sqlite_path(rest))}"
+
+
+def _listen(spec: str | None, resolve: Callable[[str], Path]) -> str | None:
+    if spec is None:
+        return None
+    where = parse_listen(spec)
+    if isinstance(where, Path):
+        return f"unix:{resolve(str(where))}"
+    host, port = where
+    if host is None:
+        return f"*:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _relay(value: str, resolve: Callable[[str], Path]) -> str:
+    """A relative Maildir path resolved, read as the relay reads it (percent-decoded, up
+    to any '?' or '#') and written back so that it reads the same; other URLs unchanged."""
+    if value.partition(":")[0].lower() != "maildir":
+        return value
+    path = str(resolve(unquote(urlsplit(value).path)))
+    if path.startswith("//"):                     # 'maildir://x' would name a host
+        path = "/" + path.lstrip("/")
+    return "maildir:" + path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")

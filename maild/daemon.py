@@ -1,0 +1,235 @@
+"""`maild serve`: listeners, the worker pump and the outbound sender.
+
+Roles: `maild serve` runs the *intake* (LMTP/SMTP listeners and the spool's group commit)
+and starts the *processing* role as a child process (`maild process`, see maild/child.py)
+so each has a core of its own; `both` runs everything in one process (tests, small
+sites).  Threads in processing: the event loop runs the outbound relay client; one store
+thread does all database work (the worker's batches and the sender's outbox updates), so
+SQLite has a single writer; the spool has its own writer thread.  No event loop ever
+waits on the database or on fsync.
+
+Start-up: migrate the schema, put back outbox rows interrupted mid-send, bind the
+listeners, then process whatever the spool still holds.  SIGHUP reloads rules and
+templates (keeping the last good ones).  SIGTERM drains: listeners answer 421 and close,
+the batch in hand is finished and committed, the delivery in progress completes, then
+the process exits 0.  A second SIGTERM exits at once; everything acknowledged is in the
+spool and is processed on the next start.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+from maild.aio import wait_first
+from maild.child import ProcessingChild
+from maild.envelope import Envelope
+from maild.intake import IntakeHandler
+from maild.listen import start_listener
+from maild.outbound import Sender
+from maild.relay import relay_from_url
+from maild.runtime import Runtime
+from maild.spool import SpoolBusy
+from maild.worker import StoreUnavailable, Worker
+from store.db import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+RESCAN_SECONDS = 5.0        # pick up released batches and mail spooled by `maild ingest`
+STORE_RETRY_SECONDS = 5.0   # back-off while the ticket database is unreachable
+
+
+BOTH, INTAKE, PROCESSING = "both", "intake", "processing"
+
+
+class Daemon:
+    def __init__(self, runtime: Runtime, *, install_signals: bool = True, role: str = BOTH,
+                 wake_fd: int | None = None):
+        self.runtime = runtime
+        self.install_signals = install_signals
+        self.role = role
+        self.wake_fd = wake_fd               # processing: one byte per accepted message, EOF = parent gone
+        self.child: ProcessingChild | None = None
+        self.stop_signals = 0
+        self.failed = False                  # a background task died: exit non-zero
+        self.settings = runtime.settings
+        self.store = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maild-store")
+        self.stop = asyncio.Event()
+        self.work = asyncio.Event()
+        self.servers: list[asyncio.AbstractServer] = []
+        self.handlers: list[IntakeHandler] = []
+        self.db = None
+        self.worker: Worker | None = None
+        self.sender: Sender | None = None
+        self.ready = asyncio.Event()          # listeners bound: mail is accepted
+        self.store_ready = asyncio.Event()    # database open: mail is processed
+
+    async def in_store(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.store, partial(fn, *args))
+
+    async def submit(self, raw: bytes, envelope: Envelope) -> int:
+        spool_id = await self.runtime.spool.put_async(raw, envelope)
+        if self.child is not None:
+            self.child.wake()
+        self.work.set()
+        return spool_id
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.in_store(self.runtime.spool.depth)      # a broken spool stops us here
+        if self.role != PROCESSING:
+            await self._listen()                           # accept mail even while the DB is down
+        if self.install_signals:
+            for sig, handler in ((signal.SIGTERM, self._on_term), (signal.SIGINT, self._on_term),
+                                 (signal.SIGHUP, self._on_hup)):
+                loop.add_signal_handler(sig, handler)
+        self.ready.set()
+        log.info("maild %s ready: %s", self.role, ", ".join(self.bound()) or "no listeners")
+        if self.wake_fd is not None:
+            self._watch_parent()                 # before the store: a dead parent stops us even then
+        if self.role == INTAKE:
+            await self._run_intake()
+        elif await self._open_store():
+            self.store_ready.set()
+            self.worker = Worker(self.runtime.spool, self.db, self.runtime.context)
+            self.sender = Sender(relay_from_url(self.settings.outbound.relay), self.in_store,
+                                 db=self.db, max_attempts=self.settings.outbound.max_attempts,
+                                 loop_value=self.settings.helpdesk.hostname,
+                                 envelope_from=self.settings.outbound.mail_from)
+            self.work.set()
+            tasks = [asyncio.create_task(self._pump(), name="pump"),
+                     asyncio.create_task(self.sender.run(self.stop), name="sender")]
+            for task in tasks:
+                task.add_done_callback(self._task_ended)
+            await self.stop.wait()
+            log.info("draining: closing listeners")
+            await self._close_listeners()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.in_store(self.db.close)
+        else:
+            await self._close_listeners()
+        self.store.shutdown(wait=True)
+        self.runtime.spool.close()
+        log.info("maild stopped")
+
+    async def _run_intake(self) -> None:
+        self.child = ProcessingChild(self.settings.config_path)
+        self.child.start()
+        supervisor = asyncio.create_task(self.child.supervise(self.stop), name="supervisor")
+        supervisor.add_done_callback(self._task_ended)
+        await self.stop.wait()
+        log.info("draining: stopping the processing child, closing listeners")
+        self.child.terminate()                   # it finishes its batch while listeners close
+        await self._close_listeners()
+        await asyncio.gather(supervisor, return_exceptions=True)
+        await self.child.stop()
+
+    def _watch_parent(self) -> None:
+        """Processing role: a byte on the wake pipe means new mail; EOF, the parent is gone."""
+        def readable() -> None:
+            try:
+                data = os.read(self.wake_fd, 4096)
+            except BlockingIOError:
+                return
+            if data:
+                self.work.set()
+                return
+            asyncio.get_running_loop().remove_reader(self.wake_fd)
+            if not self.stop.is_set():
+                log.warning("the intake process is gone; finishing the batch in hand and stopping")
+                self.stop.set()
+        os.set_blocking(self.wake_fd, False)
+        asyncio.get_running_loop().add_reader(self.wake_fd, readable)
+
+    async def _open_store(self) -> bool:
+        """Open (and migrate) the database, retrying while it is unreachable; False if
+        asked to stop first.  Mail is accepted into the spool all the while."""
+        while not self.stop.is_set():
+            try:
+                self.db = await self.in_store(self.runtime.open_database)
+                return True
+            except DatabaseUnavailable as exc:
+                log.error("ticket database unavailable, mail waits in the spool: %s", exc)
+            await wait_first(self.stop, timeout=STORE_RETRY_SECONDS)
+        return False
+
+    def _task_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled() or self.stop.is_set():
+            return
+        log.critical("%s task died (%r); stopping (systemd restarts maild)",
+                     task.get_name(), task.exception())
+        self.failed = True
+        self.stop.set()
+
+    def bound(self) -> list[str]:
+        out = []
+        for server in self.servers:
+            for sock in server.sockets:
+                name = sock.getsockname()
+                out.append(name if isinstance(name, str) else f"{name[0]}:{name[1]}")
+        return out
+
+    async def _listen(self) -> None:
+        listen, limit = self.settings.listen, self.settings.limits.max_message_size
+        for protocol, spec in (("lmtp", listen.lmtp), ("smtp", listen.smtp)):
+            if not spec:
+                continue
+            handler = IntakeHandler(submit=self.submit, accepts=self.runtime.accepts,
+                                    protocol=protocol)
+            server = await start_listener(spec, handler, protocol, data_size_limit=limit,
+                                          hostname=self.settings.helpdesk.hostname)
+            self.handlers.append(handler)
+            self.servers.append(server)
+
+    async def _close_listeners(self) -> None:
+        for handler in self.handlers:
+            handler.draining = True
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), timeout=5)
+            except asyncio.TimeoutError:
+                log.warning("a client connection outlived the drain window")
+
+    async def _pump(self) -> None:
+        """Process the spool batch by batch until stopped; a stop finishes the batch in
+        hand only (the rest is durable in the spool and processed on the next start)."""
+        while not self.stop.is_set():
+            self.work.clear()            # before the pass: a submit during it is not missed
+            try:
+                while not self.stop.is_set() and await self.in_store(self.worker.process_available):
+                    self.sender.wakeup.set()
+            except (StoreUnavailable, SpoolBusy) as exc:
+                log.error("processing paused for %ss, mail stays in the spool: %s",
+                          STORE_RETRY_SECONDS, exc)
+                await wait_first(self.stop, timeout=STORE_RETRY_SECONDS)   # new mail can't shorten it
+                continue
+            except Exception:  # noqa: BLE001 - the pump must outlive any bad batch
+                log.exception("worker pass failed")
+            await self._pause(RESCAN_SECONDS)
+
+    async def _pause(self, seconds: float) -> None:
+        await wait_first(self.work, self.stop, timeout=seconds)
+
+    def _on_term(self) -> None:
+        self.stop_signals += 1
+        if self.stop_signals > 1:
+            log.warning("second stop signal: exiting now; acknowledged mail stays in the spool")
+            os._exit(0)
+        self.stop.set()
+
+    def _on_hup(self) -> None:
+        asyncio.get_running_loop().run_in_executor(None, self.runtime.reload)
+        if self.child is not None:
+            self.child.forward(signal.SIGHUP)
+
+
+async def serve(runtime: Runtime, *, role: str = INTAKE, wake_fd: int | None = None) -> bool:
+    """Run until stopped; False if it stopped because a part of it failed."""
+    daemon = Daemon(runtime, role=role, wake_fd=wake_fd)
+    await daemon.run()
+    return not daemon.failed

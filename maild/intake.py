@@ -1,0 +1,172 @@
+"""Network intake: the aiosmtpd handler behind both the LMTP and the SMTP listener.
+
+The handler only checks and hands over (DESIGN §1 promise 1, §2):
+
+- RCPT TO: an address that `accepts()` refuses gets `550 5.1.1`; accepted ones are kept,
+  lower-cased, in RCPT order.
+- After DATA: the raw bytes exactly as received (`envelope.original_content`; the server
+  runs with `decode_data=False`) go to `await submit(raw, Envelope(...))`, which makes them
+  durable and returns a spool id. Only then do we answer `250`. Any exception from submit
+  answers `451 4.3.0` so the sender retries. LMTP answers once per accepted recipient, in
+  RCPT order (RFC 2033 §4.2); SMTP answers once.
+- `draining` (set on SIGTERM): new sessions and new commands get `421 4.3.2` and the
+  connection closes; a message already past DATA is finished (see `IntakeProtocol`).
+
+Nothing here blocks the event loop: no database, no fsync, no MIME parsing.
+No Received: header is added (promise 7: the raw bytes are kept byte for byte); the
+client address goes into `Envelope.peer` instead.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import asyncio
+from typing import Any, Awaitable, Callable
+
+from maild.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[bytes, Envelope], Awaitable[int]]
+Accepts = Callable[[str], bool]
+
+PROTOCOLS = ("lmtp", "smtp")
+CRLF = "\r\n"
+
+OK = "250 2.0.0 Ok: queued as {id}"
+OK_RCPT = "250 2.1.5 Ok"
+ERR_USER_UNKNOWN = "550 5.1.1 <{addr}>: Recipient address rejected: unknown support address"
+ERR_TEMP = "451 4.3.0 Temporary failure, please retry"
+ERR_SHUTDOWN = "421 4.3.2 maild shutting down"
+# Not ours, aiosmtpd's (data_size_limit); named here so tests and docs can refer to them.
+ERR_TOO_BIG = "552 Error: Too much mail data"                      # after DATA
+ERR_TOO_BIG_DECLARED = "552 Error: message size exceeds fixed maximum message size"  # MAIL SIZE=
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+
+
+class IntakeHandler:
+    """aiosmtpd handler: check recipients, submit the message, answer only when durable."""
+
+    def __init__(self, *, submit: Submit, accepts: Accepts, protocol: str) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+        self._submit = submit
+        self._accepts = accepts
+        self.protocol = protocol
+        self.draining = False
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any,
+                          address: str, rcpt_options: list[str]) -> str:
+        address = address.lower()
+        if not self._accepts(address):
+            log.info("%s refused recipient %s", _peer(session.peer), address)
+            return ERR_USER_UNKNOWN.format(addr=_printable(address))
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return OK_RCPT
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw: bytes = envelope.original_content
+        # aiosmtpd keeps the null reverse path as the literal '<>'; our Envelope uses ''.
+        mail_from = "" if envelope.mail_from == "<>" else envelope.mail_from
+        env = Envelope(mail_from=mail_from,
+                       rcpt_tos=tuple(dict.fromkeys(envelope.rcpt_tos)),  # once each, in order
+                       received_via=self.protocol, peer=_peer(session.peer))
+        message_id = _message_id(raw)
+        try:
+            spool_id = await self._submit(raw, env)
+        except Exception:
+            log.exception("%s message %s from <%s> for %s: spool failed, answered 451",
+                          env.peer, message_id, mail_from, ",".join(env.rcpt_tos))
+            return self._per_recipient(ERR_TEMP, envelope)
+        log.info("%s message %s from <%s> for %s: %d bytes queued as %s",
+                 env.peer, message_id, mail_from, ",".join(env.rcpt_tos), len(raw), spool_id)
+        return self._per_recipient(OK.format(id=spool_id), envelope)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Replaces aiosmtpd's default, which logs on 'mail.log' and answers a permanent
+        # '500 Error: (Type) text' that leaks internals and makes the MTA bounce.
+        log.error("intake session error: %r", error, exc_info=error)
+        return ERR_TEMP
+
+    def _per_recipient(self, status: str, envelope: Any) -> str:
+        """LMTP: one status per accepted RCPT, in order (RFC 2033 §4.2); SMTP: one."""
+        if self.protocol == "lmtp":
+            return CRLF.join(status for _ in envelope.rcpt_tos)
+        return status
+
+
+class IntakeProtocol:
+    """Mixin for aiosmtpd's SMTP/LMTP classes: what maild changes in both.
+
+    Draining: aiosmtpd has no hook before the greeting and none common to all commands,
+    so this wraps its dispatch. A new session is greeted with 421 and closed; any new
+    command but QUIT is answered 421 and the connection closed, as aiosmtpd itself does
+    for its command-call limit. DATA already in progress is finished. Relies on aiosmtpd
+    1.4 internals (`_handle_client`, `_smtp_methods`); the tests pin the behaviour.
+
+    aiosmtpd keeps `command_size_limits` in a class-level dict that every new connection
+    clears and every EHLO bumps; each connection gets its own here.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
+        super().__init__(*args, **kwargs)
+        self._smtp_methods = {name: (method if name == "QUIT" else self._gated(method))
+                              for name, method in self._smtp_methods.items()}
+
+    def _gated(self, method: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        async def gated(arg: Any) -> None:
+            if self.event_handler.draining:
+                await self._refuse_draining()
+            else:
+                await method(arg)
+        return gated
+
+    async def _handle_client(self) -> None:
+        if self.event_handler.draining:
+            await self._refuse_draining()
+            return
+        await super()._handle_client()
+
+    async def _refuse_draining(self) -> None:
+        log.info("%s refused: draining", _peer(self.session.peer))
+        await self.push(ERR_SHUTDOWN)
+        self.transport.close()
+
+
+def _peer(peername: Any) -> str:
+    """'127.0.0.1:5555', '[::1]:5555', or 'unix' for a local socket."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "unix" if not peername else str(peername)
+
+
+def _printable(address: str) -> str:
+    """Undo aiosmtpd's surrogateescape so the reply line can always be encoded."""
+    return address.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _message_id(raw: bytes) -> str:
+    """The Message-ID, for log lines only; a cheap scan of the header block."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    match = _MESSAGE_ID.search(raw, 0, min(ends, default=len(raw)))
+    return match.group(1).strip().decode("ascii", "replace") if match else "(no Message-ID)"
+
+
+def protocol_factory(server_class, handler: IntakeHandler, *, hostname: str, ident: str,
+                     data_size_limit: int | None) -> Callable[[], IntakeProtocol]:
+    """A protocol factory for `loop.create_server` / `loop.create_unix_server`: raw bytes
+    kept (decode_data=False), SMTPUTF8 on, the handler's protocol checked once."""
+    if handler.protocol != server_class.PROTOCOL:
+        raise ValueError(f"a {server_class.PROTOCOL.upper()} listener needs a "
+                         f"{server_class.PROTOCOL!r} handler, not {handler.protocol!r}")
+
+    def factory():
+        return server_class(handler, hostname=hostname, ident=ident,
+                            data_size_limit=data_size_limit, decode_data=False,
+                            enable_SMTPUTF8=True, loop=asyncio.get_running_loop())
+    return factory

@@ -1,0 +1,89 @@
+"""Build the running parts from `Settings`: database, spool, processing context, relay.
+
+Shared by `maild serve` and `maild ingest` so both process mail identically.
+
+    runtime = Runtime.open(settings)          # opens the spool; the database lazily
+    context = runtime.context()               # rules + templates as last loaded
+    runtime.reload()                          # SIGHUP: keep the last good rules on error
+    load_policy(settings)                     # rules + templates alone (`maild check`)
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import peewee
+
+import templates
+from maild.config import Settings
+from maild.pipeline import Context
+from maild.spool import Spool
+from rules.load import load_rules
+from rules.model import Ruleset
+from store.db import open_database
+from store.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+
+def load_policy(settings: Settings) -> tuple[Ruleset, templates.TemplateEnvironment]:
+    """The admin's part: rules.yaml and the templates (site overrides first).  Raises
+    ConfigError or TemplateError naming the file at fault."""
+    return (load_rules(settings.rules_path),
+            templates.TemplateEnvironment(_override_dir(settings)))
+
+
+@dataclass
+class Runtime:
+    """The running parts; `context` is rebuilt only when rules or templates change."""
+    settings: Settings
+    spool: Spool
+    context_value: Context
+
+    @classmethod
+    def open(cls, settings: Settings, *, spool: Spool | None = None) -> "Runtime":
+        """Load rules and templates (raising ConfigError / TemplateError on a fault)."""
+        context = build_context(settings, *load_policy(settings))
+        return cls(settings=settings, spool=spool or Spool(settings.spool_dir),
+                   context_value=context)
+
+    @property
+    def ruleset(self) -> Ruleset:
+        return self.context_value.ruleset
+
+    def open_database(self, *, upgrade: bool = True) -> peewee.Database:
+        db = open_database(self.settings.database_url)
+        if upgrade:
+            migrate(db)
+        return db
+
+    def context(self) -> Context:
+        return self.context_value          # replaced whole on reload: no lock needed
+
+    def accepts(self, address: str) -> bool:
+        return self.context_value.is_ours(address)
+
+    def reload(self) -> bool:
+        """Reload rules and templates; on any error keep the running ones and return False."""
+        try:
+            context = build_context(self.settings, *load_policy(self.settings))
+        except Exception as exc:  # noqa: BLE001 - a bad edit must not stop the daemon
+            log.error("reload refused, keeping the last good rules: %s", exc)
+            return False
+        self.context_value = context
+        log.info("rules and templates reloaded from %s", self.settings.rules_path)
+        return True
+
+
+def build_context(settings: Settings, ruleset: Ruleset, env) -> Context:
+    helpdesk = settings.helpdesk
+    return Context(ruleset=ruleset, helpdesk_name=helpdesk.name,
+                   helpdesk_address=helpdesk.address, token_prefix=helpdesk.token_prefix,
+                   hostname=helpdesk.hostname, render=env.render,
+                   auto_replies_per_hour=settings.limits.auto_replies_per_hour)
+
+
+def _override_dir(settings: Settings) -> Path | None:
+    candidate = settings.config_path.parent / "templates"
+    return candidate if candidate.is_dir() else None

@@ -1,0 +1,157 @@
+"""The worker: take spooled messages, process them, commit many in one transaction.
+
+    worker = Worker(spool, db, context_source, clock=utcnow)
+    worker.process_available()      # on the single store thread; returns how many were handled
+
+Runner loop in the style of Mailman's `_one_iteration`: claim a batch from the spool →
+prepare each message (parse, classify, thread keys, route: no database) → record all of
+them in ONE database transaction, each inside its own savepoint → delete them from the
+spool only after that commit.  A message whose preparation or savepoint fails goes to the
+quarantine with the exception text; the others commit.  If the database itself is
+unreachable, the batch goes back to the spool untouched and `StoreUnavailable` is raised
+so the caller can back off: mail is never acknowledged and then lost.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+import peewee
+
+from maild import pipeline
+from maild.spool import Spool, SpoolItem
+from store import outbox, tickets
+from store.db import utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH = 64
+INFRASTRUCTURE_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+
+
+class StoreUnavailable(Exception):
+    """The ticket database could not take the batch; it stays in the spool."""
+
+
+@dataclass(frozen=True)
+class Handled:
+    spool_id: int
+    outcome: str              # created | appended | duplicate | quarantined
+    ticket_number: int | None
+    message_id: str | None
+    acknowledged: bool = False
+    reason: str = ""
+
+
+def _reason(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {last[0].filename.rsplit('/', 2)[-1]}:{last[0].lineno}" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"[:2000]
+
+
+class Worker:
+    def __init__(self, spool: Spool, db: peewee.Database,
+                 context: Callable[[], pipeline.Context], *,
+                 clock: Callable[[], datetime] = utcnow, batch: int = BATCH):
+        self.spool, self.db, self.context, self.clock = spool, db, context, clock
+        self.batch = batch
+
+    def process_available(self) -> int:
+        """Process one batch of waiting messages; return how many were handled."""
+        items = self.spool.claim(self.batch)
+        if items:
+            self.process(items)
+        return len(items)
+
+    def process(self, items: list[SpoolItem]) -> list[Handled]:
+        """Handle claimed `items`; whatever is not finished or quarantined when an
+        unexpected error escapes goes back to the spool, so nothing stays claimed."""
+        settled: set[int] = set()
+        try:
+            return self._process(items, settled)
+        except BaseException:
+            unsettled = [item.id for item in items if item.id not in settled]
+            if unsettled:
+                self.spool.release(unsettled)
+            raise
+
+    def _process(self, items: list[SpoolItem], settled: set[int]) -> list[Handled]:
+        context = self.context()
+        prepared, results = [], []
+        for item in items:
+            try:
+                prepared.append((item, *pipeline.prepare(item.raw, item.envelope, context)))
+            except Exception as exc:  # noqa: BLE001 - any failure is a quarantine reason
+                results.append(self._quarantine(item, "parse: " + _reason(exc)))
+                settled.add(item.id)
+        recorded, failed = self._store(prepared, context)
+        self.spool.finish([h.spool_id for h in recorded])
+        settled.update(h.spool_id for h in recorded)
+        results.extend(recorded)
+        for item, reason in failed:
+            results.append(self._quarantine(item, reason))
+            settled.add(item.id)
+        return results
+
+    def _store(self, prepared, context) -> tuple[list[Handled], list[tuple[SpoolItem, str]]]:
+        """One transaction for the batch, one savepoint per message."""
+        recorded: list[Handled] = []
+        failed: list[tuple[SpoolItem, str]] = []
+        try:
+            with self.db.atomic():
+                for item, inbound, decision in prepared:
+                    try:
+                        recorded.append(self._savepoint(item, inbound, decision, context))
+                    except INFRASTRUCTURE_ERRORS:
+                        raise
+                    except Exception as exc:  # noqa: BLE001
+                        failed.append((item, "store: " + _reason(exc)))
+        except INFRASTRUCTURE_ERRORS as exc:
+            self._reconnect_later()
+            raise StoreUnavailable(str(exc)) from exc
+        return recorded, failed
+
+    def _savepoint(self, item, inbound, decision, context) -> Handled:
+        """Record one message; a unique-key race with another instance (the same message
+        or a new contact committed meanwhile) is retried once and then finds the row."""
+        try:
+            with self.db.atomic():
+                return self._record(item, inbound, decision, context)
+        except peewee.IntegrityError:
+            with self.db.atomic():
+                return self._record(item, inbound, decision, context)
+
+    def _reconnect_later(self) -> None:
+        """Drop a broken connection; peewee opens a new one on the next query."""
+        try:
+            self.db.close()
+        except Exception:  # noqa: BLE001 - it is broken already
+            log.debug("closing the broken database connection failed", exc_info=True)
+
+    def _record(self, item: SpoolItem, inbound, decision, context) -> Handled:
+        now = self.clock()
+        recorded = tickets.record_inbound(inbound, now=now)
+        acked = False
+        if recorded.created:
+            refusal = pipeline.may_auto_reply(inbound, decision, context)
+            if refusal is None and outbox.automatic_sent_since(
+                    inbound.from_address, now - timedelta(hours=1)) >= context.auto_replies_per_hour:
+                refusal = f"loop brake: {context.auto_replies_per_hour} automatic mails/hour to {inbound.from_address}"
+            if refusal is None:
+                outbox.enqueue(pipeline.acknowledgement(recorded, inbound, context), now=now)
+                acked = True
+            else:
+                tickets.add_event(recorded.ticket_id, now, "system", "no_acknowledgement", refusal)
+        log.info("message-id=<%s> ticket=#%s %s by %s kind=%s%s", inbound.message_id,
+                 recorded.ticket_number, recorded.outcome, recorded.threaded_by, inbound.kind,
+                 " ack queued" if acked else "")
+        return Handled(item.id, recorded.outcome, recorded.ticket_number, inbound.message_id,
+                       acknowledged=acked)
+
+    def _quarantine(self, item: SpoolItem, reason: str) -> Handled:
+        log.warning("spool item %d quarantined: %s", item.id, reason)
+        self.spool.quarantine(item.id, reason)
+        return Handled(item.id, "quarantined", None, None, reason=reason)
