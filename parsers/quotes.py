@@ -14,7 +14,10 @@ What is removed, in this order:
 2. Lines quoted with '>', and an attribution line ending in ':' (with a date, a time, an
    address or a "wrote" verb in it) directly above quoted lines -- this catches
    "Em ... escreveu:", "... написал(а):", "Bob wrote:" and the like, which
-   mail-parser-reply has no pattern for.
+   mail-parser-reply has no pattern for.  A quote header that the sender's client
+   wrapped over two or three lines (Gmail does with long names: "Am ... schrieb Name
+   von\nSchönfeld <\nname@example.com>:") goes with it when the joined lines match
+   mail-parser-reply's patterns.
 3. The signature: from a "-- " delimiter line (RFC 3676; also "--"), and a last line
    such as "Sent from my iPhone" / "Von meinem iPhone gesendet".
 4. A mailing-list footer (a line of 30+ underscores near the end), trailing separator
@@ -39,7 +42,8 @@ mail-parser-reply's quote-header patterns cost up to ~60 ns x (line length)^2 pe
 (nested lazy quantifiers), so they only see candidate lines and their neighbours, each
 stripped and cut to 300 characters, at most 200 candidates, and at most `_HEADER_COST`
 (sum of squared line lengths, ~0.25 s at worst; ordinary mail needs under half of it):
-quote headers beyond that are not looked for.
+quote headers beyond that are not looked for.  Wrapped quote headers (step 2) are
+matched at most `_MAX_WRAPPED_MATCHES` (10) times, each on at most 300 characters.
 """
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ import bisect
 import functools
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from mailparser_reply.constants import MAIL_LANGUAGES
 from mailparser_reply.parser import EmailMessage
@@ -91,6 +95,8 @@ def _may_be_header(line: str) -> bool:
     lowered = line.lower()
     return "original message" in lowered or "oprindelig meddelelse" in lowered
 _MAX_CANDIDATES = 200    # bound the work on hostile input ...
+_MAX_WRAPPED_MATCHES = 10  # ... the wrapped attributions matched (_wrapped_candidates) ...
+_WRAPPED = 60             # ... and how long a line is that a client wrapped
 _HEADER_COST = 4_000_000  # ... and the sum of squared line lengths the patterns see
 
 MAX_CHARS = 256_000      # only this much of the text is examined (see module doc)
@@ -103,8 +109,9 @@ def visible_text(text: str, languages: Iterable[str] = DEFAULT_LANGUAGES) -> str
     if not text.strip():
         return ""
     lines = _first_lines(text)
-    fresh = _new_lines(lines, _header_spans(lines, _header_regex(_codes(languages))))
-    result = "\n".join(_strip_trailer(_unquote(fresh))).strip("\n")
+    header = _header_regex(_codes(languages))
+    fresh = _new_lines(lines, _header_spans(lines, header))
+    result = "\n".join(_strip_trailer(_unquote(fresh, header))).strip("\n")
     return result if result.strip() else text.strip()
 
 
@@ -170,40 +177,87 @@ def _header_spans(lines: list[str], header: re.Pattern[str]) -> list[tuple[int, 
     return spans
 
 
-def _new_lines(lines: list[str], spans: list[tuple[int, int]]) -> list[str]:
+def _new_lines(lines: list[str], spans: list[tuple[int, int]]) -> list[str | None]:
     """The lines before the first quote header, plus the part after each header that
     opens a '>' quote (inline or bottom posting); stop at a header followed by unquoted
-    history (Outlook style), which runs to the end."""
+    history (Outlook style), which runs to the end.  Each header left out is marked by
+    a None, so that `_unquote` does not take the line above it for an attribution."""
     if not spans:
-        return lines
-    fresh = lines[:spans[0][0]]
+        return list(lines)
+    fresh: list[str | None] = list(lines[:spans[0][0]])
     for (_, begin), end in zip(spans, [first for first, _ in spans[1:]] + [len(lines)]):
         opening = next((lines[i] for i in range(begin, end) if lines[i].strip()), None)
         if opening is None:
             continue
         if not _QUOTED.match(opening):
             break
+        fresh.append(None)
         fresh.extend(lines[begin:end])
     return fresh
 
 
-def _unquote(lines: list[str]) -> list[str]:
-    """Drop '>' lines, and attribution lines ("... 2024 ... wrote:") right above them."""
+def _unquote(lines: list[str | None], header: re.Pattern[str]) -> list[str]:
+    """Drop '>' lines, and attribution lines ("... 2024 ... wrote:") right above them,
+    with the lines of the same attribution that the sender's client wrapped above, and
+    the None marks of `_new_lines`."""
     # One pass from the bottom: `quote_below` says whether the next non-blank line
     # below is quoted.
     keep = [True] * len(lines)
     quote_below = False
+    matches_left = _MAX_WRAPPED_MATCHES
     for i in range(len(lines) - 1, -1, -1):
         line = lines[i]
+        if line is None:                    # a quote header already found and left out
+            keep[i] = quote_below = False
+            continue
+        if not keep[i]:
+            continue
         if _QUOTED.match(line):
             keep[i] = False
             quote_below = True
             continue
         if quote_below and line.rstrip().endswith((":", "：")) and _ATTRIBUTION.match(line.strip()):
             keep[i] = False
+            for first, joined in _wrapped_candidates(lines, i):
+                if matches_left <= 0:
+                    break
+                matches_left -= 1
+                if header.fullmatch(joined):
+                    keep[first:i] = [False] * (i - first)
+                    break
         if line.strip():
             quote_below = False
     return [line for line, kept in zip(lines, keep) if kept]
+
+
+def _wrapped_candidates(lines: list[str | None], last: int) -> Iterator[tuple[int, str]]:
+    """(first line, the lines joined) of a quote header that may end at line `last`
+    after being wrapped over up to three lines, longest first.  Gmail's text part wraps
+    long names and addresses so:
+
+        Am Fr., 20. Nov. 2026 um 15:04 Uhr schrieb Maximiliane Katharina von
+        Hohenberg-Schönfeld <
+        maximiliane@example.com>:
+
+    mail-parser-reply's patterns allow at most one line break inside the name, so the
+    caller matches the joined lines whole.  Only lines that were visibly wrapped (each,
+    with the next word, longer than `_WRAPPED`) and that stand after a blank line or a
+    quote are offered: a short line of new text directly above an attribution ("On
+    Monday I'll call.") is never taken."""
+    for first in (last - 2, last - 1):
+        if first < 0:
+            continue
+        if any(line is None for line in lines[first:last + 1]):
+            continue
+        block = [line.strip() for line in lines[first:last + 1]]
+        above = lines[first - 1] if first else None
+        if (all(block) and not any(_QUOTED.match(line) for line in lines[first:last])
+                and (above is None or not above.strip() or _QUOTED.match(above))
+                and all(len(block[j]) + 1 + len(block[j + 1].split()[0]) >= _WRAPPED
+                        for j in range(len(block) - 1))):
+            joined = " ".join(block)
+            if len(joined) <= _MAX_LINE:
+                yield first, joined
 
 
 def _strip_trailer(lines: list[str]) -> list[str]:
