@@ -130,7 +130,7 @@ def test_unknown_key_inside_a_queue_is_refused(write):
             sla: standard
     """, "rules.yaml")
     [problem] = refused(path)
-    assert str(problem) == f"{path}:5:5: queues.general.sla: unknown key (allowed here: address)"
+    assert str(problem) == f"{path}:5:5: queues.general.sla: unknown key (allowed here: address, team)"
 
 
 def test_bad_queue_name_and_bad_address_are_both_reported(write):
