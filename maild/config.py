@@ -6,7 +6,9 @@ The file (default /etc/maild/maild.yaml, or $MAILD_CONFIG)::
     spool: /var/lib/maild/spool
     listen: {lmtp: "127.0.0.1:2424", smtp: "127.0.0.1:2525"}
     outbound: {relay: "smtp://127.0.0.1:25"}
-    helpdesk: {name: Acme Support, address: support@example.com, token_prefix: Acme}
+    helpdesk: {name: Acme Support, address: support@example.com, token_prefix: Acme,
+               comment_address: support+comment@example.com}
+    trust: {agents: authentication-results, authserv_id: mx.example.com}
     rules: /etc/maild/rules.yaml
 
 Keys (unknown keys are refused, at every level; values are not coerced, so a number where
@@ -58,6 +60,35 @@ text is expected is an error: quote it):
     ``token_prefix``: the word in subject tokens, ``[Acme #1042]`` (letters, digits,
     '.', '_', '-'; at most 32). ``hostname`` (default: the domain of ``address``): used in
     the Message-IDs maild generates.
+    ``comment_address`` (optional): an address of ours, not ``address``, for internal
+    notes: an agent's reply sent there stays on the ticket and goes to no customer (e.g.
+    ``support+comment@example.com``; the mail system must deliver it to maild).
+    ``unknown_sender`` (default ``unverified``): what a mail that matches a ticket but comes
+    from a stranger (neither requester, participant nor agent) does: ``unverified``
+    appends it to the ticket, flagged, and its sender gets nothing from the ticket;
+    ``new_ticket`` opens a new ticket for it instead.
+    ``reopen_days`` (default 14; 0 or more): a reply to a ticket closed at most this many
+    days ago reopens it; a later reply opens a new ticket linked to the old one (0: a
+    closed ticket is, in effect, never reopened).
+    ``expose_agent_address`` (default false): whether the replies maild relays to
+    customers show the agent's own address; false shows only the agent's name, so
+    customers keep writing to the help desk.
+``trust`` (optional)
+    When a mail from an agent's address (rules.yaml ``agents``) counts as the agent.
+    ``agents`` (default ``authentication-results``):
+
+    - ``authentication-results``: only when the topmost ``Authentication-Results`` header
+      whose authserv-id is ``authserv_id`` shows ``dmarc=pass``, or ``dkim=pass`` for a
+      domain aligned with From. ``authserv_id`` (default: helpdesk.hostname) is the
+      authserv-id our own MTA writes first in that header (compared case-insensitively);
+      headers from anyone else are ignored, so with the default and no such header from
+      our MTA nobody acts as an agent. An empty ``authserv_id`` is an error.
+    - ``dkim``: maild verifies the DKIM signature itself.
+    - ``none``: the From address alone (for development only: anyone can write as an
+      agent; maild warns at every start and ``maild check`` says so).
+
+    ``authserv_id`` is ignored with ``dkim`` and ``none``. A mail from an agent's address
+    that does not pass is handled as a customer's mail, flagged.
 ``rules`` (required)
     Path of rules.yaml (queues, teams, rules, SLA).
 ``limits`` (optional)
@@ -82,20 +113,26 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from maild.config_checks import (ListenSpec, PathText, Size, _check_database,
+from maild.config_checks import (TRUST_POLICIES, UNKNOWN_SENDER_POLICIES, ListenSpec,
+                                 PathText, Size, _check_authserv_id, _check_database,
                                  _check_hostname, _check_log_level, _check_name, _check_relay,
-                                 _check_token_prefix, _sqlite_path, parse_listen)
+                                 _check_token_prefix, _check_trust_policy,
+                                 _check_unknown_sender, _sqlite_path, parse_listen)
 from maild.redact import redact_url
 from rules.source import (Address, ConfigError, KeyPath, StrictModel, load_yaml, problem_at,
                           validate)
 
-__all__ = ["ConfigError", "Helpdesk", "Limits", "Listen", "Outbound", "Settings",
+__all__ = ["TRUST_NONE_WARNING", "TRUST_POLICIES", "UNKNOWN_SENDER_POLICIES", "ConfigError",
+           "Helpdesk", "Limits", "Listen", "Outbound", "Settings", "Trust",
            "default_config_path", "load_settings", "parse_listen", "redact_url"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/maild/maild.yaml")
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
+AUTHENTICATION_RESULTS = "authentication-results"
+TRUST_NONE_WARNING = ("trust.agents is none: any mail with an agent's From address acts as "
+                      "that agent; use only for development")
 
 
 # --- the settings, as the rest of maild sees them ---------------------------------------
@@ -126,7 +163,17 @@ class Helpdesk:
     name: str
     address: str
     token_prefix: str
-    hostname: str
+    hostname: str                          # lower-cased
+    comment_address: str | None = None     # lower-cased; mail to it makes internal notes
+    unknown_sender: str = "unverified"     # one of UNKNOWN_SENDER_POLICIES
+    reopen_days: int = 14                  # >= 0; a reply after that opens a new ticket
+    expose_agent_address: bool = False     # relayed replies show the agent's own address
+
+
+@dataclass(frozen=True)
+class Trust:
+    agents: str                  # one of TRUST_POLICIES: when agent mail counts as the agent
+    authserv_id: str | None      # lower-cased; set only for 'authentication-results'
 
 
 @dataclass(frozen=True)
@@ -142,10 +189,16 @@ class Settings:
     listen: Listen
     outbound: Outbound
     helpdesk: Helpdesk
+    trust: Trust
     rules_path: Path
     limits: Limits
     log_level: str                 # one of LOG_LEVELS
     config_path: Path              # absolute path of the file these came from
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Settings that load but that the sysadmin should hear about at every start."""
+        return (TRUST_NONE_WARNING,) if self.trust.agents == "none" else ()
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -178,6 +231,28 @@ class _Helpdesk(StrictModel):
     address: Address
     token_prefix: Annotated[str, AfterValidator(_check_token_prefix)]
     hostname: Annotated[str, AfterValidator(_check_hostname)] | None = None
+    comment_address: Address | None = None
+    unknown_sender: Annotated[str, AfterValidator(_check_unknown_sender)] = "unverified"
+    reopen_days: Annotated[int, Field(ge=0)] = 14
+    expose_agent_address: bool = False
+
+
+class _Trust(StrictModel):
+    agents: Annotated[str, AfterValidator(_check_trust_policy)] = AUTHENTICATION_RESULTS
+    authserv_id: str | None = None
+
+    @field_validator("authserv_id")
+    @classmethod
+    def _authserv_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Only checked (and only used) with agents: authentication-results; a key left out
+        is not checked at all (its default comes from helpdesk.hostname)."""
+        if info.data.get("agents") != AUTHENTICATION_RESULTS:
+            return value
+        if not value:
+            raise ValueError("empty: write the authserv-id your MTA puts first in its "
+                             "Authentication-Results header, or leave the key out to use "
+                             "helpdesk.hostname")
+        return _check_authserv_id(value)
 
 
 class _Limits(StrictModel):
@@ -191,6 +266,7 @@ class _SettingsFile(StrictModel):
     listen: _Listen | None = None          # an empty `listen:` means no listeners
     outbound: _Outbound
     helpdesk: _Helpdesk
+    trust: _Trust | None = None            # left out: authentication-results from our MTA
     rules: PathText
     limits: _Limits | None = None
     log_level: Annotated[str, AfterValidator(_check_log_level)] = "info"
@@ -204,8 +280,17 @@ def _distinct_listeners(settings: Settings) -> Iterator[tuple[KeyPath, str]]:
         yield ("listen", "smtp"), f"the same address as listen.lmtp ({lmtp})"
 
 
+def _comment_address_is_not_the_main_one(settings: Settings) -> Iterator[tuple[KeyPath, str]]:
+    comment = settings.helpdesk.comment_address
+    if comment is not None and comment == settings.helpdesk.address.lower():
+        yield (("helpdesk", "comment_address"),
+               f"the same address as helpdesk.address ({settings.helpdesk.address}); internal "
+               "notes need an address of their own, e.g. support+comment@example.com")
+
+
 CHECKS: tuple[Callable[[Settings], Iterator[tuple[KeyPath, str]]], ...] = (
     _distinct_listeners,
+    _comment_address_is_not_the_main_one,
 )
 
 
@@ -231,7 +316,12 @@ def _build(doc: _SettingsFile, config_path: Path) -> Settings:
 
     listen = doc.listen or _Listen()
     limits = doc.limits or _Limits()
-    hostname = doc.helpdesk.hostname or doc.helpdesk.address.rpartition("@")[2]
+    trust = doc.trust or _Trust()
+    desk = doc.helpdesk
+    hostname = (desk.hostname or desk.address.rpartition("@")[2]).lower()
+    authserv_id = None
+    if trust.agents == AUTHENTICATION_RESULTS:
+        authserv_id = (trust.authserv_id or hostname).lower()
     return Settings(
         database_url=_database_url(doc.database, resolve),
         spool_dir=resolve(doc.spool),
@@ -239,8 +329,12 @@ def _build(doc: _SettingsFile, config_path: Path) -> Settings:
         outbound=Outbound(relay=_relay(doc.outbound.relay, resolve),
                           max_attempts=doc.outbound.max_attempts,
                           mail_from=doc.outbound.mail_from or doc.helpdesk.address),
-        helpdesk=Helpdesk(name=doc.helpdesk.name, address=doc.helpdesk.address,
-                          token_prefix=doc.helpdesk.token_prefix, hostname=hostname.lower()),
+        helpdesk=Helpdesk(name=desk.name, address=desk.address, token_prefix=desk.token_prefix,
+                          hostname=hostname,
+                          comment_address=desk.comment_address and desk.comment_address.lower(),
+                          unknown_sender=desk.unknown_sender, reopen_days=desk.reopen_days,
+                          expose_agent_address=desk.expose_agent_address),
+        trust=Trust(agents=trust.agents, authserv_id=authserv_id),
         rules_path=resolve(doc.rules),
         limits=Limits(max_message_size=limits.max_message_size,
                       auto_replies_per_hour=limits.auto_replies_per_hour),

@@ -169,6 +169,35 @@ def _check_name(value: str) -> str:
     return value
 
 
+TRUST_POLICIES = ("authentication-results", "dkim", "none")
+UNKNOWN_SENDER_POLICIES = ("unverified", "new_ticket")
+
+
+def _check_trust_policy(value: str) -> str:
+    if value not in TRUST_POLICIES:
+        raise ValueError(f"unknown trust policy {value!r}; use one of "
+                         f"{', '.join(TRUST_POLICIES)}")
+    return value
+
+
+def _check_unknown_sender(value: str) -> str:
+    if value not in UNKNOWN_SENDER_POLICIES:
+        raise ValueError(f"expected unverified (append to the ticket, flagged) or new_ticket, "
+                         f"got {value!r}")
+    return value
+
+
+# RFC 8601 authserv-id: a MIME token (RFC 2045), in practice the MTA's host name
+_TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
+
+
+def _check_authserv_id(value: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise ValueError("expected the authserv-id your MTA writes first in its "
+                         f"Authentication-Results header (like mx.example.com), got {value!r}")
+    return value
+
+
 _SIZE = re.compile(r"(\d+)\s*(?:([kmg])i?b?|b)?", re.IGNORECASE)
 _UNIT = {None: 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from playhouse.db_url import connect
 
-from maild.config import default_config_path, load_settings, parse_listen, redact_url
+from maild.config import (TRUST_NONE_WARNING, Trust, default_config_path, load_settings,
+                          parse_listen, redact_url)
 from maild.relay import MaildirRelay, SmtpRelay, relay_from_url
 from rules.source import ConfigError, ConfigProblem
 
@@ -465,3 +466,128 @@ def test_an_unencoded_slash_in_a_password_is_refused_with_the_fix(write):
 ])
 def test_redact_url(url, shown):
     assert redact_url(url) == shown
+
+
+# --- helpdesk behaviour and the agent trust policy ---------------------------------------
+
+def test_helpdesk_behaviour_and_trust_take_secure_defaults(write):
+    settings = load_settings(write(MINIMAL))
+    desk = settings.helpdesk
+    assert (desk.comment_address, desk.unknown_sender, desk.reopen_days,
+            desk.expose_agent_address) == (None, "unverified", 14, False)
+    # no Authentication-Results from our own MTA (named by our hostname): nobody is an agent
+    assert settings.trust == Trust(agents="authentication-results", authserv_id="example.com")
+    assert settings.warnings == ()
+
+
+def test_helpdesk_behaviour_and_trust_can_be_set(write):
+    settings = load_settings(write(MINIMAL.replace(
+        "token_prefix: Acme}",
+        "token_prefix: Acme, hostname: Desk.Example.com, comment_address: "
+        "Support+Comment@Example.com, unknown_sender: new_ticket, reopen_days: 0, "
+        "expose_agent_address: true}") + "trust: {authserv_id: MX.example.com}\n"))
+    desk = settings.helpdesk
+    assert desk.comment_address == "support+comment@example.com"
+    assert (desk.unknown_sender, desk.reopen_days, desk.expose_agent_address) == (
+        "new_ticket", 0, True)
+    assert settings.trust == Trust("authentication-results", "mx.example.com")
+
+
+def test_the_default_authserv_id_is_the_helpdesk_hostname(write):
+    settings = load_settings(write(MINIMAL.replace("token_prefix: Acme}",
+                                                   "token_prefix: Acme, hostname: MX.Acme.test}")
+                                   + "trust:\n"))
+    assert settings.trust == Trust("authentication-results", "mx.acme.test")
+
+
+@pytest.mark.parametrize("trust", [
+    "{agents: dkim}", "{agents: dkim, authserv_id: mx.example.com}",
+    "{agents: none}", "{agents: none, authserv_id: ''}", "{agents: none, authserv_id: ~}",
+])
+def test_authserv_id_is_ignored_without_authentication_results(write, trust):
+    settings = load_settings(write(with_line("trust", f"trust: {trust}")))
+    assert settings.trust.authserv_id is None
+    assert settings.trust.agents == trust.split(",")[0].split()[1].rstrip("}")
+
+
+def test_trust_none_loads_with_a_warning(write):
+    settings = load_settings(write(with_line("trust", "trust: {agents: none}")))
+    assert settings.warnings == (TRUST_NONE_WARNING,)
+    assert "use only for development" in TRUST_NONE_WARNING
+
+
+@pytest.mark.parametrize("line, key, words", [
+    ("trust: {agents: dmarc}", "trust.agents",
+     "unknown trust policy 'dmarc'; use one of authentication-results, dkim, none"),
+    ("trust: {agents: authentication-results, authserv_id: ''}", "trust.authserv_id",
+     "empty: write the authserv-id"),
+    ("trust: {authserv_id: }", "trust.authserv_id", "leave the key out"),
+    ("trust: {authserv_id: 'mx.example.com; spf=pass'}", "trust.authserv_id",
+     "expected the authserv-id your MTA writes first"),
+    ("trust: {agents: none, authserv: mx}", "trust.authserv",
+     "unknown key; did you mean 'authserv_id'?"),
+    ("trust: none", "trust", "expected a mapping, got string 'none'"),
+    ("helpdesk: {name: A, address: a@example.com, token_prefix: A, unknown_sender: drop}",
+     "helpdesk.unknown_sender", "expected unverified (append to the ticket, flagged) or "
+     "new_ticket, got 'drop'"),
+    ("helpdesk: {name: A, address: a@example.com, token_prefix: A, reopen_days: -1}",
+     "helpdesk.reopen_days", "expected at least 0, got integer -1"),
+    ("helpdesk: {name: A, address: a@example.com, token_prefix: A, reopen_days: '14'}",
+     "helpdesk.reopen_days", "expected an integer, got string '14'"),
+    ("helpdesk: {name: A, address: a@example.com, token_prefix: A, expose_agent_address: no}",
+     "helpdesk.expose_agent_address", "expected true or false, got string 'no'"),
+    ("helpdesk: {name: A, address: a@example.com, token_prefix: A, comment_address: notes}",
+     "helpdesk.comment_address", "not a mail address: 'notes'"),
+    ("helpdesk: {name: A, address: a@example.com, token_prefix: A, comment_address: A@Example.COM}",
+     "helpdesk.comment_address", "the same address as helpdesk.address (a@example.com)"),
+])
+def test_bad_helpdesk_and_trust_values_get_clear_messages(write, line, key, words):
+    key_word = line.partition(":")[0]
+    text = with_line(key_word, line)
+    path = write(text)
+    [problem] = refused(path)
+    assert problem.key == key
+    assert words in problem.message
+    assert problem.line == text.splitlines().index(line) + 1
+    assert str(problem).startswith(f"{path}:{problem.line}:")
+
+
+def _runnable_config(write, trust: str) -> Path:
+    write("version: 1\nqueues:\n  general: {address: support@example.com}\n", "rules.yaml")
+    return write(f"""
+        database: sqlite:m.db
+        spool: spool
+        outbound: {{relay: "maildir:out"}}
+        helpdesk: {{name: Acme Support, address: support@example.com, token_prefix: Acme}}
+        rules: rules.yaml
+        {trust}
+    """)
+
+
+def test_trust_none_warns_at_every_start_and_in_maild_check(write, caplog, capsys):
+    from maild import cli
+    from maild.runtime import Runtime
+
+    path = _runnable_config(write, "trust: {agents: none}")
+    settings = load_settings(path)
+    with caplog.at_level(logging.WARNING, logger="maild.runtime"):
+        runtime = Runtime.open(settings)
+        runtime.spool.close()
+    [record] = [r for r in caplog.records if r.name == "maild.runtime"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == f"{path}: {TRUST_NONE_WARNING}"
+    assert cli.main(["-c", str(path), "check"]) == 0
+    out, err = capsys.readouterr()
+    assert f"{path}: warning: {TRUST_NONE_WARNING}" in err and f"{path}: ok" in out
+
+
+def test_the_secure_default_starts_without_a_warning(write, caplog, capsys):
+    from maild import cli
+    from maild.runtime import Runtime
+
+    path = _runnable_config(write, "")
+    with caplog.at_level(logging.WARNING):
+        Runtime.open(load_settings(path)).spool.close()
+    assert cli.main(["-c", str(path), "check"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
