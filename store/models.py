@@ -73,7 +73,10 @@ class Participant(BaseModel):
 class Message(BaseModel):
     ticket = pw.ForeignKeyField(Ticket, backref="message_rows", on_delete="CASCADE")
     direction = pw.CharField(max_length=3)  # in | out
-    kind = pw.CharField(max_length=16)      # normal | auto_reply | bounce | list | report | loop | ack
+    # in: normal | auto_reply | bounce | list | report | loop (classification of customer mail)
+    #     agent_reply | note | command | refused (an authenticated agent's mail)
+    # out: ack | reply | notify | command_error
+    kind = pw.CharField(max_length=16)
     message_key = pw.TextField(index=True)
     message_id = pw.TextField(null=True, index=True)
     in_reply_to = pw.TextField(default="")
@@ -88,6 +91,9 @@ class Message(BaseModel):
     html = pw.TextField(default="")
     unverified = pw.BooleanField(default=False)
     evidence = pw.TextField(default="")
+    author = pw.TextField(default="")      # the authenticated agent who wrote it ('' otherwise)
+    internal = pw.BooleanField(default=False)   # agents only: notes, notifications, command mail
+    auth = pw.TextField(default="")        # sender-authentication verdict for agent addresses
     raw = pw.BlobField(null=True)          # inbound: the bytes as received (DESIGN §1.7)
     created_at = pw.DateTimeField()
 
@@ -133,6 +139,9 @@ class Outbox(BaseModel):
     from_name = pw.TextField(default="")
     from_address = pw.TextField()
     to_address = pw.TextField(index=True)
+    cc = pw.TextField(default="")                  # more recipients, ', '-separated
+    reply_to = pw.TextField(null=True)
+    auto_submitted = pw.TextField(null=True)       # RFC 3834 value; None for mail a person wrote
     subject = pw.TextField()
     message_id = pw.TextField()
     in_reply_to = pw.TextField(null=True)

@@ -48,7 +48,11 @@ class OutgoingDraft:
     references: tuple[str, ...]
     text: str
     html: str | None
-    kind: str = "ack"
+    kind: str = "ack"           # the kind of its copy on the ticket: ack | reply | notify | command_error
+    cc: tuple[str, ...] = ()
+    reply_to: str | None = None
+    auto_submitted: str | None = None   # 'auto-replied' / 'auto-generated'; None: a person wrote it
+    internal: bool = False      # its copy on the ticket is for agents only
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,13 @@ def enqueue(draft: OutgoingDraft, *, now: datetime) -> int:
         message_key="mid:" + draft.message_id, message_id=draft.message_id,
         in_reply_to=draft.in_reply_to or "", references=" ".join(draft.references),
         from_address=draft.from_address, from_name=draft.from_name, to=draft.to_address,
-        subject=draft.subject, visible_text=draft.text, text=draft.text,
-        html=draft.html or "", created_at=now)
+        cc=", ".join(draft.cc), subject=draft.subject, visible_text=draft.text, text=draft.text,
+        html=draft.html or "", internal=draft.internal, created_at=now)
     return insert_row(
         Outbox, ticket=draft.ticket_id, ticket_message=message_pk, template=draft.template,
         automatic=draft.automatic, from_name=draft.from_name,
-        from_address=draft.from_address, to_address=draft.to_address,
+        from_address=draft.from_address, to_address=draft.to_address, cc=", ".join(draft.cc),
+        reply_to=draft.reply_to, auto_submitted=draft.auto_submitted,
         subject=draft.subject, message_id=draft.message_id, in_reply_to=draft.in_reply_to,
         references=" ".join(draft.references), text=draft.text, html=draft.html,
         status=QUEUED, next_attempt_at=now, created_at=now)
@@ -117,7 +122,9 @@ def claim_due(db: peewee.Database, now: datetime, limit: int = 32,
         ticket_id=r.ticket.id, template=r.template, automatic=r.automatic,
         from_name=r.from_name, from_address=r.from_address, to_address=r.to_address,
         subject=r.subject, message_id=r.message_id, in_reply_to=r.in_reply_to,
-        references=tuple(r.references.split()), text=r.text, html=r.html)) for r in rows]
+        references=tuple(r.references.split()), text=r.text, html=r.html,
+        cc=tuple(a for a in r.cc.split(", ") if a), reply_to=r.reply_to,
+        auto_submitted=r.auto_submitted)) for r in rows]
 
 
 def _holding(due: DueMail):

@@ -15,17 +15,22 @@ audit events and the outbox rows the caller adds commit together or not at all
 3. otherwise a new ticket, numbered from the `ticket` counter.
 
 A reply from an address that is neither requester nor participant is stored as
-*unverified*: it is kept for the agents but its sender gets nothing from the ticket.
-A reply to a resolved ticket reopens it; a reply to a closed one opens a new ticket that
-links to the old one.
+*unverified*: it is kept for the agents but its sender gets nothing from the ticket (or,
+with `strangers=NEW_TICKET`, it opens a new ticket linked to the one it named).
+A reply to a resolved ticket reopens it; so does a reply to a ticket closed less than
+`reopen_days` ago; a reply to one closed earlier opens a new ticket that links to it.
+
+An authenticated agent's mail is not recorded here: `maild/agent_mail.py` finds its
+ticket with `find_ticket` and stores it with `store_agent_message`.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from parsers.commands import CommandBlock
 from parsers.message import Attachment
 from store.fastsql import fetch, insert_row
 from store.models import Attachment as StoredAttachment
@@ -37,7 +42,8 @@ log = logging.getLogger(__name__)
 CREATED, APPENDED, DUPLICATE = "created", "appended", "duplicate"
 BY_TOKEN, BY_HEADERS, BY_OUR_ID, NEW = "subject token", "In-Reply-To/References", "our Message-ID", "new ticket"
 REOPENS = ("resolved",)       # a reply reopens these
-CLOSED = ("closed",)          # a reply to these opens a new, linked ticket
+CLOSED = ("closed",)          # a reply reopens these within reopen_days, else opens a new, linked one
+UNVERIFIED, NEW_TICKET = "unverified", "new_ticket"     # what a stranger's reply does
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,10 @@ class InboundMessage:
     our_ticket_refs: tuple[int, ...]    # numbers decoded from our own Message-IDs among them
     queue: str
     priority: str
-    own_addresses: frozenset[str]       # never added as participants
+    own_addresses: frozenset[str]       # never added as participants (ours and the agents')
+    author: str = ""                    # the authenticated agent who sent it, else ''
+    auth: str = ""                      # why mail from an agent's address did not count as theirs
+    commands: CommandBlock | None = None  # an agent's command lines and the text after them
 
 
 @dataclass(frozen=True)
@@ -91,13 +100,16 @@ def message_key(message_id: str | None, raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def record_inbound(msg: InboundMessage, *, now: datetime) -> Recorded:
-    known = _known_delivery(msg, now)
+def record_inbound(msg: InboundMessage, *, now: datetime, reopen_days: int = 14,
+                   strangers: str = UNVERIFIED) -> Recorded:
+    known = known_delivery(msg, now)
     if known is not None:
         return known
-    ticket, threaded_by = _find_ticket(msg)
+    ticket, threaded_by = find_ticket(msg)
     linked_to, reopened = None, False
-    if ticket is not None and ticket.status in CLOSED:
+    if ticket is not None and ticket.status in CLOSED and not _recently(ticket.closed_at, now, reopen_days):
+        linked_to, ticket, threaded_by = ticket.number, None, NEW
+    elif ticket is not None and strangers == NEW_TICKET and not _is_party(ticket, msg.from_address):
         linked_to, ticket, threaded_by = ticket.number, None, NEW
     if ticket is None:
         ticket_id, number = _open_ticket(msg, now=now, linked_to=linked_to)
@@ -108,8 +120,8 @@ def record_inbound(msg: InboundMessage, *, now: datetime) -> Recorded:
         return Recorded(CREATED, number, ticket_id, message_pk, threaded_by, linked_to=linked_to)
     unverified = not _is_party(ticket, msg.from_address)
     message_pk = _store_message(ticket.id, msg, now=now, unverified=unverified)
-    if ticket.status in REOPENS and not unverified and msg.kind == "normal":
-        ticket.status, ticket.resolved_at, reopened = "open", None, True
+    if ticket.status in (*REOPENS, *CLOSED) and not unverified and msg.kind == "normal":
+        ticket.status, ticket.resolved_at, ticket.closed_at, reopened = "open", None, None, True
         add_event(ticket.id, now, msg.from_address or "unknown", "reopened", "customer replied")
     ticket.updated_at = now
     ticket.save()
@@ -119,7 +131,13 @@ def record_inbound(msg: InboundMessage, *, now: datetime) -> Recorded:
                     unverified=unverified, reopened=reopened)
 
 
-def _known_delivery(msg: InboundMessage, now: datetime) -> Recorded | None:
+def _recently(at: datetime | None, now: datetime, days: int) -> bool:
+    return at is not None and now - at <= timedelta(days=days)
+
+
+def known_delivery(msg: InboundMessage, now: datetime) -> Recorded | None:
+    """The message already stored for this (message key, receiving address), or None.
+    The same message for another of our addresses is recorded as a delivery of it."""
     rows = fetch(_db(), 'SELECT d."message_id", d."recipient", m."ticket_id", t."number" '
                         'FROM "delivery" d JOIN "message" m ON m."id" = d."message_id" '
                         'JOIN "ticket" t ON t."id" = m."ticket_id" '
@@ -137,7 +155,8 @@ def _db():
     return Message._meta.database
 
 
-def _find_ticket(msg: InboundMessage) -> tuple[Ticket | None, str]:
+def find_ticket(msg: InboundMessage) -> tuple[Ticket | None, str]:
+    """The ticket `msg` answers and what decided it (DESIGN §4), or (None, NEW)."""
     if msg.token_ticket is not None:
         ticket = Ticket.get_or_none(Ticket.number == msg.token_ticket)
         if ticket is not None:
@@ -196,14 +215,26 @@ def _is_party(ticket: Ticket, address: str) -> bool:
             .where(Participant.ticket == ticket, Contact.address == address).exists())
 
 
-def _store_message(ticket_id: int, msg: InboundMessage, *, now: datetime, unverified: bool) -> int:
+def store_agent_message(ticket_id: int, msg: InboundMessage, *, kind: str, text: str,
+                        internal: bool, now: datetime) -> int:
+    """Store an authenticated agent's mail on the ticket: `kind` agent_reply | note |
+    command | refused, `text` what it says once command lines are removed."""
+    return _store_message(ticket_id, msg, now=now, unverified=False, kind=kind,
+                          visible_text=text, internal=internal)
+
+
+def _store_message(ticket_id: int, msg: InboundMessage, *, now: datetime, unverified: bool,
+                   kind: str | None = None, visible_text: str | None = None,
+                   internal: bool = False) -> int:
     message_pk = insert_row(
-        Message, ticket=ticket_id, direction="in", kind=msg.kind, message_key=msg.message_key,
+        Message, ticket=ticket_id, direction="in", kind=kind or msg.kind, message_key=msg.message_key,
         message_id=msg.message_id, in_reply_to=" ".join(msg.in_reply_to),
         references=" ".join(msg.references), from_address=msg.from_address,
         from_name=msg.from_name, to=", ".join(msg.to), cc=", ".join(msg.cc),
-        subject=msg.subject, visible_text=msg.visible_text, text=msg.text, html=msg.html,
-        unverified=unverified, evidence=msg.evidence, raw=msg.raw, created_at=now)
+        subject=msg.subject, text=msg.text, html=msg.html,
+        visible_text=msg.visible_text if visible_text is None else visible_text,
+        unverified=unverified, evidence=msg.evidence, raw=msg.raw, created_at=now,
+        author=msg.author, internal=internal, auth=msg.auth)
     insert_row(Delivery, message_key=msg.message_key, recipient=msg.recipient, message=message_pk,
                received_at=now, via=msg.via)
     for att in msg.attachments:

@@ -18,13 +18,18 @@ def _iso(value) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
-def list_tickets(status: str | None = None, limit: int | None = None) -> list[dict]:
+def list_tickets(status: str | None = None, limit: int | None = None, *,
+                 assignee: str | None = None, queue: str | None = None) -> list[dict]:
     counts = (Message.select(Message.ticket, peewee.fn.COUNT(Message.id).alias("n"))
               .group_by(Message.ticket))
     count_of = {row.ticket_id: row.n for row in counts}
     query = (Ticket.select(Ticket, Contact).join(Contact).order_by(Ticket.number))
     if status:
         query = query.where(Ticket.status == status)
+    if assignee:
+        query = query.where(Ticket.assignee == assignee.lower())
+    if queue:
+        query = query.where(Ticket.queue == queue)
     if limit:
         query = query.limit(limit)
     tickets = list(query)
@@ -55,7 +60,8 @@ def show_ticket(number: int) -> dict:
     messages = [{"direction": m.direction, "kind": m.kind, "from": m.from_address,
                  "from_name": m.from_name, "to": m.to, "cc": m.cc, "subject": m.subject,
                  "message_id": m.message_id, "text": m.visible_text,
-                 "unverified": m.unverified, "created_at": _iso(m.created_at)}
+                 "unverified": m.unverified, "internal": m.internal, "author": m.author,
+                 "auth": m.auth, "created_at": _iso(m.created_at)}
                 for m in Message.select().where(Message.ticket == ticket).order_by(Message.id)]
     events = [{"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "detail": e.detail}
               for e in Event.select().where(Event.ticket == ticket).order_by(Event.id)]
@@ -64,6 +70,8 @@ def show_ticket(number: int) -> dict:
             "requester": ticket.requester.address, "assignee": ticket.assignee,
             "tags": _tags_of([ticket.id]).get(ticket.id, []), "linked_to": ticket.linked_to,
             "participants": participants, "created_at": _iso(ticket.created_at),
+            "first_response_at": _iso(ticket.first_response_at),
+            "resolved_at": _iso(ticket.resolved_at), "closed_at": _iso(ticket.closed_at),
             "updated_at": _iso(ticket.updated_at), "messages": messages, "events": events}
 
 
