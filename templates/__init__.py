@@ -339,3 +339,30 @@ SAMPLE_CONTEXTS: dict[str, dict] = {
                             "Thanks,\nJörg"},
     },
 }
+_SAMPLE_TICKET = {
+    "number": 1042, "subject": "Printer on floor 3 is jammed", "status": "open",
+    "priority": "high", "queue": "general", "assignee": "alice@example.com", "tags": ["hardware"],
+    "token": "[Acme #1042]", "requester": {"name": "Jörg Müller", "address": "joerg@example.org"},
+    "participants": [{"name": "", "address": "facilities@example.org"}],
+}
+_SAMPLE_HELPDESK = {"name": "Acme Support", "address": "support@example.com",
+                    "comment_address": "support+comment@example.com"}
+SAMPLE_CONTEXTS.update({
+    "notify_agent": {
+        "helpdesk": _SAMPLE_HELPDESK, "ticket": _SAMPLE_TICKET, "event": "customer_reply",
+        "agent": {"name": "Alice Agent", "address": "alice@example.com"},
+        "message": {"from_name": "Jörg Müller", "from_address": "joerg@example.org",
+                    "text": "It jams again, page 2 this time.", "warning": ""},
+        "reply": {"public": "support@example.com", "internal": "support+comment@example.com"},
+    },
+    "reply": {
+        "helpdesk": _SAMPLE_HELPDESK, "ticket": _SAMPLE_TICKET,
+        "agent": {"name": "Alice Agent", "address": ""},
+        "reply": {"text": "Hello Jörg,\n\na technician is on the way.\n\nAlice"},
+    },
+    "command_error": {
+        "helpdesk": _SAMPLE_HELPDESK, "ticket": _SAMPLE_TICKET,
+        "agent": {"name": "Alice Agent", "address": "alice@example.com"},
+        "errors": ["#stauts pending: unknown command"], "subject": "Re: [Acme #1042] Printer",
+    },
+})
