@@ -5,7 +5,7 @@
     maild [-c CONFIG] process                 process the spool and send mail, no listeners
     maild [-c CONFIG] ingest [--recipient A]  read one message on stdin (Postfix pipe, procmail)
     maild [-c CONFIG] check                   validate maild.yaml, rules.yaml and templates
-    maild [-c CONFIG] tickets [--status S] [--json]
+    maild [-c CONFIG] tickets [--status S] [--assignee A] [--queue Q] [--json]
     maild [-c CONFIG] show N [--json]
     maild [-c CONFIG] outbox [--status S] [--json]
     maild [-c CONFIG] quarantine list [--json] | replay ID
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate configuration, rules and templates")
     tickets = sub.add_parser("tickets", help="list tickets")
     tickets.add_argument("--status")
+    tickets.add_argument("--assignee", help="an agent's address")
+    tickets.add_argument("--queue")
     tickets.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="show one ticket")
     show.add_argument("number", type=int)

@@ -171,6 +171,8 @@ def cmd_check(args) -> int:
     except OSError as exc:
         print(f"{settings.rules_path}: {exc.strerror or exc}", file=sys.stderr)
         return EX_FAILED
+    for warning in settings.warnings:              # valid, but the sysadmin should know
+        print(f"{settings.config_path}: warning: {warning}", file=sys.stderr)
     queues = ", ".join(f"{q.name} <{q.address}>" for q in ruleset.queues)
     print(f"{settings.config_path}: ok\n{settings.rules_path}: ok ({queues})\ntemplates: ok")
     return EX_OK
@@ -191,9 +193,35 @@ def cmd_tickets(args) -> int:
     from store.views import list_tickets
 
     _read_database(_settings(args))
-    return _listing(args, list_tickets(args.status), lambda t: (
+    rows = list_tickets(args.status, assignee=args.assignee, queue=args.queue)
+    return _listing(args, rows, lambda t: (
         f"#{t['number']:<6} {t['status']:<8} {t['priority']:<7} {t['queue']:<10} "
-        f"{t['requester']:<30} {t['messages']:>3} msg  {t['subject']}"), "ticket(s)")
+        f"{t['requester']:<30} {(t['assignee'] or '-'):<24} {t['messages']:>3} msg  {t['subject']}"),
+        "ticket(s)")
+
+
+# How `maild show` labels each message (direction, kind) for people; --json has the fields.
+MESSAGE_LABELS = {
+    ("in", "agent_reply"): "AGENT REPLY (sent to the customer)",
+    ("in", "note"): "INTERNAL NOTE",
+    ("in", "command"): "AGENT COMMANDS",
+    ("in", "refused"): "AGENT MAIL REFUSED (nothing applied)",
+    ("out", "ack"): "acknowledgement to the customer",
+    ("out", "reply"): "reply relayed to the customer",
+    ("out", "notify"): "notification to an agent",
+    ("out", "command_error"): "command error to the agent",
+}
+
+
+def _message_label(m: dict) -> str:
+    label = MESSAGE_LABELS.get((m["direction"], m["kind"]))
+    if label is None:
+        label = f"customer mail ({m['kind']})" if m["direction"] == "in" else m["kind"]
+    if m["unverified"]:
+        label += " [UNVERIFIED SENDER: not on this ticket]"
+    if m["auth"]:
+        label += f" [AGENT ADDRESS NOT PROVEN: {m['auth']}]"
+    return label
 
 
 def cmd_show(args) -> int:
@@ -210,10 +238,11 @@ def cmd_show(args) -> int:
         return EX_OK
     print(f"Ticket #{ticket['number']}: {ticket['subject']}")
     print(f"  status {ticket['status']}, priority {ticket['priority']}, queue {ticket['queue']}, "
-          f"requester {ticket['requester']}, assignee {ticket['assignee'] or '-'}")
+          f"requester {ticket['requester']}, assignee {ticket['assignee'] or '-'}"
+          + (f", tags {' '.join(ticket['tags'])}" if ticket["tags"] else "")
+          + (f", linked to #{ticket['linked_to']}" if ticket["linked_to"] else ""))
     for m in ticket["messages"]:
-        flag = " [UNVERIFIED SENDER]" if m["unverified"] else ""
-        print(f"\n--- {m['direction']} {m['kind']} {m['created_at']} from {m['from']} to {m['to']}{flag}")
+        print(f"\n--- {_message_label(m)}, {m['created_at']}, from {m['from']} to {m['to']}")
         print(f"    Subject: {m['subject']}")
         print("    " + (m["text"] or "").strip().replace("\n", "\n    "))
     print("\nEvents:")

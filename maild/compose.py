@@ -78,6 +78,7 @@ class OutboundMail:
     loop_header: tuple[str, str] | None = None   # e.g. ('X-Maild-Loop', 'example.com')
     reply_to: str | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()
+    cc: tuple[str, ...] = ()
     date: datetime | None = None           # default now; a naive datetime is taken as UTC
 
 
@@ -202,8 +203,9 @@ def _header(name: str, value: str) -> str:
 
 
 def envelope_recipients(mail: OutboundMail) -> tuple[str, ...]:
-    """The envelope recipients (RCPT TO) for ``mail.to``: bare, ASCII addresses."""
-    return tuple(_addr_spec(addr) for _, addr in _parse_recipients(mail.to))
+    """The envelope recipients (RCPT TO) for ``mail.to`` and ``mail.cc``: bare, ASCII
+    addresses, each once."""
+    return tuple(dict.fromkeys(_addr_spec(addr) for _, addr in _parse_recipients((*mail.to, *mail.cc))))
 
 
 # -- bodies ---------------------------------------------------------------------------
@@ -241,6 +243,8 @@ def to_bytes(mail: OutboundMail) -> bytes:
         _address_header("From", [(mail.from_name, mail.from_address)]),
         _address_header("To", _parse_recipients(mail.to)),
     ]
+    if mail.cc:
+        head.append(_address_header("Cc", _parse_recipients(mail.cc)))
     if mail.reply_to:
         head.append(_address_header("Reply-To", _parse_recipients((mail.reply_to,))))
     head.append(_fold("Subject", _text_tokens(mail.subject)))

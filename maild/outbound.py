@@ -121,9 +121,10 @@ class Sender:
         mail = due.draft
         outbound = OutboundMail(
             from_name=mail.from_name, from_address=mail.from_address, to=(mail.to_address,),
+            cc=mail.cc, reply_to=mail.reply_to,
             subject=mail.subject, message_id=mail.message_id, in_reply_to=mail.in_reply_to,
             references=mail.references, text=mail.text, html=mail.html,
-            auto_submitted="auto-replied" if mail.automatic else None,
+            auto_submitted=mail.auto_submitted,
             loop_header=("X-Maild-Loop", self.loop_value) if self.loop_value else None)
         try:
             data, recipients = to_bytes(outbound), envelope_recipients(outbound)

@@ -1,36 +1,39 @@
-"""From a spooled message to what the store records: parse → classify → thread → route.
+"""From a spooled message to what the store records: parse → classify → identify → thread → route.
 
-    inbound = prepare(item, context)          # pure: no database, no network
-    draft = acknowledgement(recorded, inbound, context, now=now)
+    inbound, decision = prepare(raw, envelope, context)    # no database
+    refusal = may_auto_reply(inbound, decision, context)   # None: an acknowledgement may go
 
 `prepare` turns raw bytes and their envelope into a frozen `store.tickets.InboundMessage`;
 every step is a function of values, so each is tested alone and a failure anywhere
-becomes a quarantine reason rather than a crash.  `acknowledgement` renders the
-templated reply to a new ticket — or returns None when the mail is automatic, comes from
-the null sender or our own address, or the sender already had their hourly share of
-automatic mail (the loop brake of DESIGN §1.5; the caller counts it in the store).
+becomes a quarantine reason rather than a crash.
+
+Identify (DESIGN §5): mail whose From is an agent's address or alias, and that is not
+automatic, is checked with `parsers.auth` under `context.trust` (the DKIM policy may look
+up keys through `context.dns`).  Proven → `inbound.author` is the agent and its command
+lines are split off (`parsers.commands`); `maild.agent_mail` handles it.  Not proven →
+`inbound.auth` says why, and it is handled as a customer's mail that executes nothing.
 """
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 
-from maild.compose import sendable_message_id
 from maild.envelope import Envelope
+from parsers.auth import TrustPolicy, authenticate
+from parsers.commands import split_commands
 from parsers import threading as threads
 from parsers.classify import AUTOMATIC, NORMAL, classify
 from parsers.message import ParsedMail, parse
 from rules.engine import Decision, Facts, evaluate
 from rules.model import Ruleset
-from store.outbox import OutgoingDraft
-from store.tickets import InboundMessage, Recorded, message_key
+from store.tickets import NEW_TICKET, UNVERIFIED, InboundMessage, message_key
 
 log = logging.getLogger(__name__)
 
 LOOP_HEADER = "X-Maild-Loop"
-ACK_TEMPLATE = "ack"
+STRANGER_POLICIES = (UNVERIFIED, NEW_TICKET)
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,22 @@ class Context:
     hostname: str
     render: object            # callable(name, context) -> Rendered(text, html)
     auto_replies_per_hour: int = 3
+    comment_address: str | None = None       # mail to it from an agent is an internal note
+    trust: TrustPolicy | None = None          # None: nobody is proven to be an agent
+    unknown_sender: str = UNVERIFIED          # a stranger's reply: UNVERIFIED | NEW_TICKET
+    reopen_days: int = 14
+    expose_agent_address: bool = False
+    dns: Callable | None = None               # DKIM key lookups (tests inject their own)
 
     @cached_property
     def own_addresses(self) -> frozenset[str]:
-        return self.ruleset.addresses | {self.helpdesk_address.lower()}
+        extra = {self.comment_address} if self.comment_address else set()
+        return self.ruleset.addresses | {self.helpdesk_address.lower()} | extra
+
+    @cached_property
+    def not_participants(self) -> frozenset[str]:
+        """Addresses never added to a ticket as participants: ours and the agents'."""
+        return self.own_addresses | self.ruleset.agent_addresses
 
     def is_ours(self, address: str) -> bool:
         """Ours, also with a +detail (support+x@example.com is support@example.com)."""
@@ -77,6 +92,7 @@ def prepare(raw: bytes, envelope: Envelope, context: Context) -> tuple[InboundMe
     decision = evaluate(context.ruleset, Facts(
         recipient=recipient, from_address=mail.from_address, subject=mail.subject,
         is_reply=bool(candidates), automatic=verdict.kind in AUTOMATIC))
+    author, auth, commands = identify(raw, mail, verdict.kind, context)
     inbound = InboundMessage(
         raw=raw, message_key=message_key(mail.message_id, raw), message_id=mail.message_id,
         recipient=recipient, via=envelope.received_via, kind=verdict.kind,
@@ -87,8 +103,28 @@ def prepare(raw: bytes, envelope: Envelope, context: Context) -> tuple[InboundMe
         attachments=mail.attachments,
         token_ticket=threads.find_token(mail.subject, context.token_prefix),
         reply_candidates=candidates, our_ticket_refs=ours, queue=decision.queue,
-        priority=decision.priority, own_addresses=context.own_addresses)
+        priority=decision.priority,
+        own_addresses=context.not_participants,
+        author=author, auth=auth, commands=commands)
     return inbound, decision
+
+
+def identify(raw: bytes, mail: ParsedMail, kind: str, context: Context):
+    """(agent address, '', commands) for a proven agent; ('', why not, None) for mail from
+    an agent's address that is not proven or is automatic; ('', '', None) for the rest."""
+    agent = context.ruleset.agent_for(mail.from_address) if mail.from_address else None
+    if agent is None:
+        return "", "", None
+    if kind != NORMAL:
+        return "", f"automatic mail ({kind}) from an agent's address", None
+    if context.trust is None:
+        return "", "not authenticated: no trust policy", None
+    verdict = authenticate(raw, mail.from_address, context.trust, dns=context.dns)
+    if not verdict.authenticated:
+        log.warning("message-id=<%s> from agent address %s not authenticated: %s",
+                    mail.message_id, mail.from_address, verdict.reason)
+        return "", f"not authenticated: {verdict.reason}", None
+    return agent.address, "", split_commands(mail.visible_text)
 
 
 def may_auto_reply(inbound: InboundMessage, decision: Decision, context: Context) -> str | None:
@@ -103,26 +139,3 @@ def may_auto_reply(inbound: InboundMessage, decision: Decision, context: Context
         return "sender is one of our own addresses"
     return None
 
-
-def acknowledgement(recorded: Recorded, inbound: InboundMessage, context: Context) -> OutgoingDraft:
-    subject = threads.add_token(inbound.subject or "(no subject)", context.token_prefix,
-                                recorded.ticket_number)
-    rendered = context.render(ACK_TEMPLATE, {
-        "helpdesk": {"name": context.helpdesk_name, "address": context.helpdesk_address},
-        "ticket": {"number": recorded.ticket_number, "subject": inbound.subject,
-                   "token": f"[{context.token_prefix} #{recorded.ticket_number}]",
-                   "status": "new", "priority": inbound.priority, "queue": inbound.queue},
-        "customer": {"name": inbound.from_name, "address": inbound.from_address},
-        "message": {"subject": inbound.subject, "text": inbound.visible_text},
-    })
-    thread = [i for i in (*inbound.references, inbound.message_id) if i and sendable_message_id(i)]
-    references = tuple(dict.fromkeys(thread))
-    in_reply_to = inbound.message_id if inbound.message_id and sendable_message_id(inbound.message_id) else None
-    return OutgoingDraft(
-        ticket_id=recorded.ticket_id, template=ACK_TEMPLATE, automatic=True,
-        from_name=context.helpdesk_name, from_address=context.helpdesk_address,
-        to_address=inbound.from_address, subject=subject,
-        message_id=threads.make_message_id(recorded.ticket_number, context.hostname,
-                                           uuid.uuid4().hex[:20]),
-        in_reply_to=in_reply_to, references=references[-20:],
-        text=rendered.text, html=rendered.html, kind="ack")

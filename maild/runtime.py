@@ -18,8 +18,10 @@ import peewee
 import templates
 from maild.config import Settings
 from maild.pipeline import Context
+from parsers.auth import TrustPolicy
 from maild.spool import Spool
 from rules.load import load_rules
+from rules.source import ConfigError, ConfigProblem
 from rules.model import Ruleset
 from store.db import open_database
 from store.migrations import migrate
@@ -30,8 +32,26 @@ log = logging.getLogger(__name__)
 def load_policy(settings: Settings) -> tuple[Ruleset, templates.TemplateEnvironment]:
     """The admin's part: rules.yaml and the templates (site overrides first).  Raises
     ConfigError or TemplateError naming the file at fault."""
-    return (load_rules(settings.rules_path),
-            templates.TemplateEnvironment(_override_dir(settings)))
+    ruleset = load_rules(settings.rules_path)
+    _check_agents_are_not_ours(settings, ruleset)
+    return ruleset, templates.TemplateEnvironment(_override_dir(settings))
+
+
+def _check_agents_are_not_ours(settings: Settings, ruleset: Ruleset) -> None:
+    """An agent's address can't be one of the help desk's own (maild.yaml): mail from it
+    would be both our own mail (never answered) and an agent's."""
+    ours = {settings.helpdesk.address.lower(), settings.helpdesk.comment_address or ""} - {""}
+    clash = sorted(ruleset.agent_addresses & ours)
+    if not clash:
+        return
+    lines = settings.rules_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    problems = []
+    for address in clash:
+        line = next((n for n, text in enumerate(lines, 1) if address in text.lower()), 0)
+        problems.append(ConfigProblem(str(settings.rules_path), line, 1 if line else 0, "agents",
+                                      f"{address} is the help desk's own address in "
+                                      f"{settings.config_path}; an agent needs an address of their own"))
+    raise ConfigError(problems)
 
 
 @dataclass
@@ -44,6 +64,8 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings, *, spool: Spool | None = None) -> "Runtime":
         """Load rules and templates (raising ConfigError / TemplateError on a fault)."""
+        for warning in settings.warnings:          # e.g. trust.agents: none
+            log.warning("%s: %s", settings.config_path, warning)
         context = build_context(settings, *load_policy(settings))
         return cls(settings=settings, spool=spool or Spool(settings.spool_dir),
                    context_value=context)
@@ -81,7 +103,11 @@ def build_context(settings: Settings, ruleset: Ruleset, env) -> Context:
     return Context(ruleset=ruleset, helpdesk_name=helpdesk.name,
                    helpdesk_address=helpdesk.address, token_prefix=helpdesk.token_prefix,
                    hostname=helpdesk.hostname, render=env.render,
-                   auto_replies_per_hour=settings.limits.auto_replies_per_hour)
+                   auto_replies_per_hour=settings.limits.auto_replies_per_hour,
+                   comment_address=helpdesk.comment_address,
+                   trust=TrustPolicy(settings.trust.agents, settings.trust.authserv_id),
+                   unknown_sender=helpdesk.unknown_sender, reopen_days=helpdesk.reopen_days,
+                   expose_agent_address=helpdesk.expose_agent_address)
 
 
 def _override_dir(settings: Settings) -> Path | None:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Callable
 
 import peewee
 
-from maild import pipeline
+from maild import agent_mail, customer_mail, pipeline
 from maild.spool import Spool, SpoolItem
-from store import outbox, tickets
 from store.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -132,24 +131,16 @@ class Worker:
             log.debug("closing the broken database connection failed", exc_info=True)
 
     def _record(self, item: SpoolItem, inbound, decision, context) -> Handled:
-        now = self.clock()
-        recorded = tickets.record_inbound(inbound, now=now)
-        acked = False
-        if recorded.created:
-            refusal = pipeline.may_auto_reply(inbound, decision, context)
-            if refusal is None and outbox.automatic_sent_since(
-                    inbound.from_address, now - timedelta(hours=1)) >= context.auto_replies_per_hour:
-                refusal = f"loop brake: {context.auto_replies_per_hour} automatic mails/hour to {inbound.from_address}"
-            if refusal is None:
-                outbox.enqueue(pipeline.acknowledgement(recorded, inbound, context), now=now)
-                acked = True
-            else:
-                tickets.add_event(recorded.ticket_id, now, "system", "no_acknowledgement", refusal)
-        log.info("message-id=<%s> ticket=#%s %s by %s kind=%s%s", inbound.message_id,
+        handler = agent_mail if inbound.author else customer_mail
+        outcome = handler.handle(inbound, decision, context, now=self.clock())
+        recorded = outcome.recorded
+        log.info("message-id=<%s> ticket=#%s %s by %s kind=%s%s%s%s", inbound.message_id,
                  recorded.ticket_number, recorded.outcome, recorded.threaded_by, inbound.kind,
-                 " ack queued" if acked else "")
+                 f" agent={inbound.author} {outcome.summary}" if inbound.author else "",
+                 " ack queued" if outcome.acknowledged else "",
+                 f" {outcome.notified} mail(s) to agents" if outcome.notified and not inbound.author else "")
         return Handled(item.id, recorded.outcome, recorded.ticket_number, inbound.message_id,
-                       acknowledged=acked)
+                       acknowledged=outcome.acknowledged)
 
     def _quarantine(self, item: SpoolItem, reason: str) -> Handled:
         log.warning("spool item %d quarantined: %s", item.id, reason)

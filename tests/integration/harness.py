@@ -29,20 +29,28 @@ SUPPORT = "support@example.com"
 BILLING = "billing@example.com"
 
 
+DEFAULT_RULES = ("version: 1\nqueues:\n  general: {address: support@example.com}\n"
+                 "  billing: {address: billing@example.com}\n")
+
+
 def write_config(folder: Path, database_url: str, relay: str, **extra) -> Path:
+    """maild.yaml and rules.yaml in `folder`.  `extra` may give `limits`, `helpdesk` (more
+    keys inside helpdesk: '{...}', e.g. 'comment_address: x@y'), `trust` (the mapping) and
+    `rules` (the whole rules.yaml)."""
     folder.mkdir(parents=True, exist_ok=True)
     limits = extra.get("limits", "{max_message_size: 200000, auto_replies_per_hour: 3}")
+    more = f", {extra['helpdesk']}" if extra.get("helpdesk") else ""
     (folder / "maild.yaml").write_text(
         f"database: \"{database_url}\"\n"
         "spool: spool\n"
         'listen: {lmtp: "127.0.0.1:0", smtp: "127.0.0.1:0"}\n'
         f'outbound: {{relay: "{relay}", max_attempts: 3}}\n'
-        "helpdesk: {name: Acme Support, address: support@example.com, token_prefix: Acme, hostname: example.com}\n"
+        "helpdesk: {name: Acme Support, address: support@example.com, token_prefix: Acme, "
+        f"hostname: example.com{more}}}\n"
         "rules: rules.yaml\n"
-        f"limits: {limits}\n")
-    (folder / "rules.yaml").write_text(
-        "version: 1\nqueues:\n  general: {address: support@example.com}\n"
-        "  billing: {address: billing@example.com}\n")
+        + (f"trust: {extra['trust']}\n" if extra.get("trust") else "")
+        + f"limits: {limits}\n")
+    (folder / "rules.yaml").write_text(extra.get("rules", DEFAULT_RULES))
     return folder / "maild.yaml"
 
 

@@ -1,14 +1,13 @@
 """authenticate(): an agent's mail acts as the agent only when the sender is proven."""
 from __future__ import annotations
 
-import base64
-import random
-
 import dkim
 import pytest
 
 from parsers.auth import (AUTHENTICATION_RESULTS, DKIM, MAX_SIGNATURES, NONE, AuthVerdict,
                           TrustPolicy, aligned, authenticate)
+from tests.dkimkeys import Key, make_key, sign
+from tests.dkimkeys import zone as dkim_zone
 
 OURS = TrustPolicy(AUTHENTICATION_RESULTS, authserv_id="mx.example.com")
 ALICE = "alice@example.com"
@@ -180,75 +179,21 @@ def test_a_policy_is_checked_when_made():
 
 # --- dkim: maild verifies signatures with a key made here ------------------------------
 
-def _prime(rng: random.Random, bits: int) -> int:
-    while True:
-        n = rng.getrandbits(bits) | (3 << (bits - 2)) | 1
-        if all(pow(a, n - 1, n) == 1 for a in (2, 3, 5, 7, 11)) and _miller_rabin(n, rng):
-            return n
-
-
-def _miller_rabin(n: int, rng: random.Random, rounds: int = 24) -> bool:
-    d, s = n - 1, 0
-    while d % 2 == 0:
-        d, s = d // 2, s + 1
-    for _ in range(rounds):
-        x = pow(rng.randrange(2, n - 1), d, n)
-        if x in (1, n - 1):
-            continue
-        for _ in range(s - 1):
-            x = pow(x, 2, n)
-            if x == n - 1:
-                break
-        else:
-            return False
-    return True
-
-
-def _der(tag: int, body: bytes) -> bytes:
-    size = len(body)
-    if size < 0x80:
-        return bytes([tag, size]) + body
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + body
-
-
-def _int(n: int) -> bytes:
-    return _der(0x02, n.to_bytes(n.bit_length() // 8 + 1, "big"))
-
-
 @pytest.fixture(scope="module")
 def key():
-    """(PEM private key, DNS TXT record): RSA 1024, PKCS#1 private, SubjectPublicKeyInfo public."""
-    rng, e = random.Random(1042), 65537
-    while True:
-        p, q = _prime(rng, 512), _prime(rng, 512)
-        phi = (p - 1) * (q - 1)
-        if p != q and phi % e:
-            break
-    n, d = p * q, pow(e, -1, phi)
-    fields = (0, n, e, d, p, q, d % (p - 1), d % (q - 1), pow(q, -1, p))   # PKCS#1 RSAPrivateKey
-    private = base64.encodebytes(_der(0x30, b"".join(_int(x) for x in fields)))
-    pem = b"-----BEGIN RSA PRIVATE KEY-----\n" + private + b"-----END RSA PRIVATE KEY-----\n"
-    rsa_oid = _der(0x30, _der(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")
-    spki = _der(0x30, rsa_oid + _der(0x03, b"\x00" + _der(0x30, _int(n) + _int(e))))
-    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(spki)
+    """(PEM private key, DNS TXT record) of a 1024-bit RSA key made for this module."""
+    made = make_key()
+    return made.pem, made.txt
 
 
 @pytest.fixture
 def zone(key):
     """A dict-backed resolver in dkimpy's dnsfunc shape; `zone.asked` records the names."""
-    records = {b"mail._domainkey.example.com.": key[1], b"mail._domainkey.evil.example.": key[1]}
-
-    def dns(name: bytes, timeout: int = 5) -> bytes | None:
-        dns.asked.append(name)
-        return records.get(name)
-    dns.asked, dns.records = [], records
-    return dns
+    return dkim_zone({b"mail._domainkey.example.com.": key[1], b"mail._domainkey.evil.example.": key[1]})
 
 
 def signed(raw: bytes, key, domain: bytes = b"example.com", **options) -> bytes:
-    headers = options.pop("include_headers", [b"from", b"to", b"subject", b"message-id", b"date"])
-    return dkim.sign(raw, b"mail", domain, key[0], include_headers=headers, **options) + raw
+    return sign(raw, Key(*key), domain, **options)
 
 
 DKIM_POLICY = TrustPolicy(DKIM)

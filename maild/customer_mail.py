@@ -1,0 +1,87 @@
+"""A customer's mail (anyone who is not an authenticated agent): record it, answer, tell agents.
+
+    outcome = handle(inbound, decision, context, now=now)    # inside the batch transaction
+
+1. `store.tickets.record_inbound` threads it into a ticket or opens one (duplicates,
+   strangers, reopening: see there).
+2. A new ticket gets the acknowledgement, unless the mail is automatic, from the null
+   sender or from us, or its sender had their hourly share of automatic mail (the loop
+   brake, DESIGN §1.5).
+3. The agents hear of it: a new ticket → the assignee, else the queue's team; a reply →
+   the assignee, else the team.  A stranger's reply is announced with a warning; so is
+   mail from an agent's address that failed authentication (it acts as nothing).
+   Automatic mail (bounces, auto-replies, lists) is stored but announced to nobody.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from maild import drafts
+from maild.pipeline import Context, may_auto_reply
+from parsers.classify import NORMAL
+from rules.engine import Decision
+from store import outbox, tickets
+from store.snapshot import snapshot
+from store.tickets import DUPLICATE, InboundMessage, Recorded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    recorded: Recorded
+    acknowledged: bool = False
+    notified: int = 0
+    summary: str = ""
+
+
+def handle(inbound: InboundMessage, decision: Decision, context: Context, *, now: datetime) -> Outcome:
+    recorded = tickets.record_inbound(inbound, now=now, reopen_days=context.reopen_days,
+                                      strangers=context.unknown_sender)
+    if recorded.outcome == DUPLICATE:
+        return Outcome(recorded)
+    if inbound.auth:
+        tickets.add_event(recorded.ticket_id, now, inbound.from_address, "auth_failed", inbound.auth)
+    acked = recorded.created and _acknowledge(recorded, inbound, decision, context, now)
+    notified = _notify(recorded, inbound, context, now) if inbound.kind == NORMAL else 0
+    return Outcome(recorded, acknowledged=acked, notified=notified)
+
+
+def _acknowledge(recorded: Recorded, inbound: InboundMessage, decision: Decision,
+                 context: Context, now: datetime) -> bool:
+    refusal = may_auto_reply(inbound, decision, context)
+    if refusal is None and outbox.automatic_sent_since(
+            inbound.from_address, now - timedelta(hours=1)) >= context.auto_replies_per_hour:
+        refusal = f"loop brake: {context.auto_replies_per_hour} automatic mails/hour to {inbound.from_address}"
+    if refusal is not None:
+        tickets.add_event(recorded.ticket_id, now, "system", "no_acknowledgement", refusal)
+        return False
+    outbox.enqueue(drafts.acknowledgement(recorded, inbound, context), now=now)
+    return True
+
+
+def _notify(recorded: Recorded, inbound: InboundMessage, context: Context, now: datetime) -> int:
+    snap = snapshot(recorded.ticket_id)
+    recipients = (snap.assignee,) if snap.assignee else tuple(
+        a.address for a in context.ruleset.agents_for_queue(snap.queue))
+    recipients = tuple(r for r in recipients if r and r != inbound.from_address)
+    warning = ""
+    if recorded.unverified:
+        event = drafts.UNVERIFIED
+        warning = (f"{inbound.from_address} is not on this ticket: the message was kept but "
+                   "its sender was not added and receives nothing from this ticket.")
+    else:
+        event = drafts.NEW_TICKET if recorded.created else drafts.CUSTOMER_REPLY
+    if inbound.auth:
+        warning = (warning + " " if warning else "") + (
+            f"This mail uses an agent's address but did not prove it ({inbound.auth}); "
+            "it was handled as a customer's mail and no command in it was executed.")
+    queued = drafts.notifications(snap, context, event=event, recipients=recipients,
+                                  author_name=inbound.from_name, author_address=inbound.from_address,
+                                  text=inbound.visible_text, warning=warning,
+                                  answers=(inbound.message_id, inbound.references))
+    for draft in queued:
+        outbox.enqueue(draft, now=now)
+    return len(queued)
