@@ -53,10 +53,10 @@ def _thread(message_id: str | None, references: tuple[str, ...]) -> tuple[str | 
 
 
 def _subject(subject: str, context, number: int, *, reply: bool = False) -> str:
-    subject = subject or "(no subject)"
-    if reply and not subject.lower().startswith(("re:", "aw:", "sv:")):
-        subject = "Re: " + subject
-    return threads.add_token(subject, context.token_prefix, number)
+    tokened = threads.add_token(subject or "(no subject)", context.token_prefix, number)
+    if reply and not tokened.lower().startswith(("re:", "aw:", "sv:")):
+        tokened = "Re: " + tokened
+    return tokened
 
 
 def _helpdesk(context) -> dict:

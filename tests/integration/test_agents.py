@@ -104,7 +104,7 @@ async def test_the_whole_story_customer_agent_customer_agent(tmp_path, database_
         assert "#assign" not in text and "New ticket" not in text and "Reply to this mail" not in text
         assert "alice@example.com" not in answer.as_string()
         assert str(answer["From"]) == "Alice Agent via Acme Support <support@example.com>"
-        assert "[Acme #1]" in answer["Subject"] and answer["Auto-Submitted"] is None
+        assert answer["Subject"] == "Re: [Acme #1] Printer on fire" and answer["Auto-Submitted"] is None
         assert answer["In-Reply-To"] == "<first@customer.example>"
         shown = desk.ticket(ticket["number"])
         assert (shown["status"], shown["assignee"]) == ("open", "alice@example.com")
