@@ -23,6 +23,7 @@ from store.models import Event, Ticket, TicketTag
 log = logging.getLogger(__name__)
 
 FIELDS = ("status", "priority", "assign", "queue", "tag", "untag")
+COLUMNS = {"priority": "priority", "assign": "assignee", "queue": "queue"}   # plain column sets
 
 
 class UnknownChange(ValueError):
@@ -59,20 +60,11 @@ def _apply_one(ticket: Ticket, change: Change, now: datetime) -> bool:
         ticket.resolved_at = now if value == "resolved" else None
         ticket.closed_at = now if value == "closed" else None
         return True
-    if name == "priority":
-        if ticket.priority == value:
+    if name in COLUMNS:
+        column = COLUMNS[name]
+        if getattr(ticket, column) == value:
             return False
-        ticket.priority = value
-        return True
-    if name == "assign":
-        if ticket.assignee == value:
-            return False
-        ticket.assignee = value
-        return True
-    if name == "queue":
-        if ticket.queue == value:
-            return False
-        ticket.queue = value
+        setattr(ticket, column, value)
         return True
     if name == "tag":
         if _has_tag(ticket.id, value):
