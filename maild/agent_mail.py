@@ -7,12 +7,22 @@ DESIGN §5) gets here.  It must answer a ticket (subject token, In-Reply-To/Refe
 an agent's mail that answers none opens a ticket like anyone's (its command lines are
 not executed: there is no ticket to act on, and an event says so).
 
+It must answer that ticket in a way only the agent can: the subject token, or a
+Message-ID of a mail we sent to this agent (a notification, an error).  A mail that
+threads only through other headers (a customer's Message-ID, a made-up
+`maild.<n>.x@` id) could be a genuine signed mail of the agent's, written to someone
+else and replayed to us with a References header the signature doesn't cover: it is
+handled as a customer's mail, flagged, and acts on nothing.
+
 On a ticket, in one transaction:
 1. The command lines at the top (`parsers.commands`) are checked in full first: syntax,
    then agents (`#assign`) and queues (`#queue`) against the rules.  If anything is wrong,
    NOTHING of the mail is applied — no command, no reply, no note; the mail is kept on the
-   ticket as `refused` (internal) and the agent gets a short error mail.
-2. Mail to the comment address, or with `#note`, is an internal note: stored `internal`,
+   ticket as `refused` (internal) and the agent gets a short error mail.  When the mail
+   was a note, a Reply to that error goes to the comment address: sent again, it is
+   still a note.
+2. Mail to the comment address (among any of its recipients), or with `#note`, is an
+   internal note: stored `internal`,
    sent to the other agents on the ticket (assignee and the queue's team), never to a
    customer.
 3. Otherwise, new text left after the command lines is a public reply (unless it is only
@@ -28,6 +38,7 @@ On a ticket, in one transaction:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from datetime import datetime
@@ -69,6 +80,13 @@ def handle(inbound: InboundMessage, decision: Decision, context: Context, *, now
                               "the mail answers no ticket; its command lines were not executed")
         return outcome
     agent = context.ruleset.agent_for(inbound.author)
+    if threaded_by != tickets.BY_TOKEN and not outbox.sent_to(ticket.id, inbound.reply_candidates,
+                                                              agent.addresses):
+        why = ("an agent's mail that answers no mail we sent this agent and carries no ticket "
+               "token: not acted on (a signed mail of theirs may have been replayed)")
+        log.warning("ticket=#%s mail from %s: %s", ticket.number, agent.address, why)
+        return customer_mail.handle(dataclasses.replace(inbound, author="", auth=why, commands=None),
+                                    decision, context, now=now)
     snap = snapshot(ticket.id)
     internal = block.note or _to_comment_address(inbound, context)
     try:
@@ -78,7 +96,7 @@ def handle(inbound: InboundMessage, decision: Decision, context: Context, *, now
                                    "ticket; remove it and send again",))
     except CommandsRefused as refused:
         return _refuse(ticket.id, ticket.number, threaded_by, inbound, agent, snap, refused.errors,
-                       context, now)
+                       context, now, internal=internal)
     text = block.text.strip("\n")
     kind = NOTE if internal else (AGENT_REPLY if text.strip() and not _only_signature(text, agent)
                                   else COMMAND)
@@ -103,7 +121,11 @@ def handle(inbound: InboundMessage, decision: Decision, context: Context, *, now
 
 
 def _to_comment_address(inbound: InboundMessage, context: Context) -> bool:
-    return bool(context.comment_address) and inbound.recipient == context.comment_address
+    """Is the comment address among the mail's recipients -- the envelope's, To or Cc, not
+    only the one it was filed under?  A mail to both addresses is a note: which one the
+    MTA names first must not decide whether a customer reads it."""
+    return bool(context.comment_address) and (inbound.to_comment
+                                              or inbound.recipient == context.comment_address)
 
 
 def _resolve(block: CommandBlock, context: Context) -> tuple[changes.Change, ...]:
@@ -171,12 +193,13 @@ def _quotes_a_note(text: str, notes: tuple[str, ...]) -> bool:
 
 
 def _refuse(ticket_id: int, number: int, threaded_by: str, inbound: InboundMessage, agent: Agent,
-            snap: TicketSnapshot, errors: tuple[str, ...], context: Context, now: datetime) -> Outcome:
+            snap: TicketSnapshot, errors: tuple[str, ...], context: Context, now: datetime,
+            *, internal: bool) -> Outcome:
     message_pk = tickets.store_agent_message(ticket_id, inbound, kind=REFUSED,
                                              text=inbound.visible_text, internal=True, now=now)
     tickets.add_event(ticket_id, now, agent.address, "commands_refused", "; ".join(errors))
     outbox.enqueue(drafts.command_error(snap, context, agent=agent, subject=inbound.subject,
-                                        errors=errors,
+                                        errors=errors, internal=internal,
                                         answers=(inbound.message_id, inbound.references)), now=now)
     log.info("ticket=#%s mail from %s refused: %s", number, agent.address, "; ".join(errors))
     return Outcome(Recorded(APPENDED, number, ticket_id, message_pk, threaded_by),

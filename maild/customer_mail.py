@@ -8,7 +8,8 @@
    sender or from us, or its sender had their hourly share of automatic mail (the loop
    brake, DESIGN §1.5).
 3. The agents hear of it: a new ticket → the assignee, else the queue's team; a reply →
-   the assignee, else the team.  A stranger's reply is announced with a warning; so is
+   the assignee, else the team (also when the assignee is the claimed sender or no longer
+   an agent).  A stranger's reply is announced with a warning; so is
    mail from an agent's address that failed authentication (it acts as nothing).
    Automatic mail (bounces, auto-replies, lists) is stored but announced to nobody.
 """
@@ -64,9 +65,13 @@ def _acknowledge(recorded: Recorded, inbound: InboundMessage, decision: Decision
 
 def _notify(recorded: Recorded, inbound: InboundMessage, context: Context, now: datetime) -> int:
     snap = snapshot(recorded.ticket_id)
-    recipients = (snap.assignee,) if snap.assignee else tuple(
-        a.address for a in context.ruleset.agents_for_queue(snap.queue))
-    recipients = tuple(r for r in recipients if r and r != inbound.from_address)
+    team = tuple(a.address for a in context.ruleset.agents_for_queue(snap.queue))
+    recipients = tuple(r for r in ((snap.assignee,) if snap.assignee else team)
+                       if r and r != inbound.from_address and context.ruleset.agent_for(r))
+    if not recipients:
+        # the assignee is the (claimed, unproven) sender, or no agent any more: the team
+        # hears of it rather than nobody
+        recipients = tuple(r for r in team if r != inbound.from_address)
     warning = ""
     if recorded.unverified:
         event = drafts.UNVERIFIED

@@ -146,7 +146,8 @@ def public_reply(snap: TicketSnapshot, context, *, agent: Agent, text: str) -> O
     last = snap.last_customer_message
     in_reply_to, references = _thread(last.message_id, last.references) if last else (None, ())
     cc = tuple(p.address for p in snap.participants
-               if p.address != snap.requester.address and context.ruleset.agent_for(p.address) is None)
+               if p.address != snap.requester.address and context.ruleset.agent_for(p.address) is None
+               and not context.is_ours(p.address))
     return OutgoingDraft(
         ticket_id=snap.id, template=REPLY, automatic=False,
         from_name=f"{agent.name or agent.address.split('@')[0]} via {context.helpdesk_name}",
@@ -157,8 +158,11 @@ def public_reply(snap: TicketSnapshot, context, *, agent: Agent, text: str) -> O
 
 
 def command_error(snap: TicketSnapshot, context, *, agent: Agent, subject: str,
-                  errors: tuple[str, ...], answers: tuple[str | None, tuple[str, ...]]) -> OutgoingDraft:
-    """Tell the agent why nothing of their mail was applied."""
+                  errors: tuple[str, ...], answers: tuple[str | None, tuple[str, ...]],
+                  internal: bool = False) -> OutgoingDraft:
+    """Tell the agent why nothing of their mail was applied.  The agent is asked to send
+    it again, most likely by replying: for a refused note (`internal`) that Reply goes to
+    the comment address, so the corrected note stays a note."""
     rendered = context.render(COMMAND_ERROR, {
         "helpdesk": _helpdesk(context), "ticket": _ticket(snap, context),
         "agent": {"name": agent.name, "address": agent.address},
@@ -172,4 +176,5 @@ def command_error(snap: TicketSnapshot, context, *, agent: Agent, subject: str,
                                                    context, snap.number),
         message_id=_message_id(snap.number, context), in_reply_to=in_reply_to,
         references=references, text=rendered.text, html=rendered.html, kind="command_error",
+        reply_to=context.comment_address if internal and context.comment_address else None,
         auto_submitted=AUTO_REPLIED, internal=True)

@@ -105,7 +105,9 @@ def prepare(raw: bytes, envelope: Envelope, context: Context) -> tuple[InboundMe
         reply_candidates=candidates, our_ticket_refs=ours, queue=decision.queue,
         priority=decision.priority,
         own_addresses=context.not_participants,
-        author=author, auth=auth, commands=commands)
+        author=author, auth=auth, commands=commands,
+        to_comment=bool(context.comment_address)
+        and context.comment_address in (*envelope.rcpt_tos, *mail.to, *mail.cc))
     return inbound, decision
 
 

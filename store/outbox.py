@@ -92,6 +92,16 @@ def automatic_sent_since(address: str, since: datetime) -> int:
     return count
 
 
+def sent_to(ticket_id: int, message_ids: tuple[str, ...], addresses: tuple[str, ...]) -> bool:
+    """Is one of `message_ids` a mail of this ticket that we sent to one of `addresses`?"""
+    if not message_ids or not addresses:
+        return False
+    return (Outbox.select(Outbox.id)
+            .where(Outbox.ticket == ticket_id, Outbox.message_id.in_(list(message_ids)),
+                   Outbox.to_address.in_(list(addresses)))
+            .exists())
+
+
 def claim_due(db: peewee.Database, now: datetime, limit: int = 32,
               max_attempts: int = 10) -> list[DueMail]:
     """Lease up to `limit` due rows (queued, or sending with an expired lease); fail rows

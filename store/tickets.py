@@ -16,9 +16,11 @@ audit events and the outbox rows the caller adds commit together or not at all
 
 A reply from an address that is neither requester nor participant is stored as
 *unverified*: it is kept for the agents but its sender gets nothing from the ticket (or,
-with `strangers=NEW_TICKET`, it opens a new ticket linked to the one it named).
+with `strangers=NEW_TICKET`, a person's mail opens a new ticket linked to the one it
+named; automatic mail stays on its ticket, unverified).
 A reply to a resolved ticket reopens it; so does a reply to a ticket closed less than
 `reopen_days` ago; a reply to one closed earlier opens a new ticket that links to it.
+A reply to a pending ticket (waiting on the customer) makes it open.
 
 An authenticated agent's mail is not recorded here: `maild/agent_mail.py` finds its
 ticket with `find_ticket` and stores it with `store_agent_message`.
@@ -43,6 +45,7 @@ CREATED, APPENDED, DUPLICATE = "created", "appended", "duplicate"
 BY_TOKEN, BY_HEADERS, BY_OUR_ID, NEW = "subject token", "In-Reply-To/References", "our Message-ID", "new ticket"
 REOPENS = ("resolved",)       # a reply reopens these
 CLOSED = ("closed",)          # a reply reopens these within reopen_days, else opens a new, linked one
+WAITS = ("pending",)          # a customer's reply ends the wait: the ticket is open again
 UNVERIFIED, NEW_TICKET = "unverified", "new_ticket"     # what a stranger's reply does
 
 
@@ -74,6 +77,7 @@ class InboundMessage:
     priority: str
     own_addresses: frozenset[str]       # never added as participants (ours and the agents')
     author: str = ""                    # the authenticated agent who sent it, else ''
+    to_comment: bool = False            # the comment address is among its recipients (envelope, To, Cc)
     auth: str = ""                      # why mail from an agent's address did not count as theirs
     commands: CommandBlock | None = None  # an agent's command lines and the text after them
 
@@ -109,7 +113,9 @@ def record_inbound(msg: InboundMessage, *, now: datetime, reopen_days: int = 14,
     linked_to, reopened = None, False
     if ticket is not None and ticket.status in CLOSED and not _recently(ticket.closed_at, now, reopen_days):
         linked_to, ticket, threaded_by = ticket.number, None, NEW
-    elif ticket is not None and strangers == NEW_TICKET and not _is_party(ticket, msg.from_address):
+    elif (ticket is not None and strangers == NEW_TICKET and msg.kind == "normal"
+          and not _is_party(ticket, msg.from_address)):
+        # automatic mail (out-of-office, bounces) stays on the ticket it answers, unverified
         linked_to, ticket, threaded_by = ticket.number, None, NEW
     if ticket is None:
         ticket_id, number = _open_ticket(msg, now=now, linked_to=linked_to)
@@ -123,6 +129,9 @@ def record_inbound(msg: InboundMessage, *, now: datetime, reopen_days: int = 14,
     if ticket.status in (*REOPENS, *CLOSED) and not unverified and msg.kind == "normal":
         ticket.status, ticket.resolved_at, ticket.closed_at, reopened = "open", None, None, True
         add_event(ticket.id, now, msg.from_address or "unknown", "reopened", "customer replied")
+    elif ticket.status in WAITS and not unverified and msg.kind == "normal":
+        ticket.status = "open"          # the wait on the customer is over (DESIGN §7)
+        add_event(ticket.id, now, msg.from_address or "unknown", "status", "open (customer replied)")
     ticket.updated_at = now
     ticket.save()
     add_event(ticket.id, now, msg.from_address or "unknown", "unverified_message" if unverified else "message",
@@ -203,11 +212,19 @@ def _open_ticket(msg: InboundMessage, *, now: datetime, linked_to: int | None) -
     insert_row(Participant, ticket=ticket_id, contact=requester, role="requester")
     if msg.kind == "normal":
         others = {a for a in (*msg.to, *msg.cc)
-                  if a and a not in msg.own_addresses and a != msg.from_address}
+                  if a and not _is_own(a, msg.own_addresses) and a != msg.from_address}
         for address in sorted(others):
             Participant.insert(ticket=ticket_id, contact=contact_for(address, "", now),
                                role="cc").on_conflict_ignore().execute()
     return ticket_id, number
+
+
+def _is_own(address: str, own: frozenset[str]) -> bool:
+    """`address` is one of `own`, also with a +detail (support+x@ is support@)."""
+    if address in own:
+        return True
+    local, _, domain = address.partition("@")
+    return "+" in local and f"{local.split('+', 1)[0]}@{domain}" in own
 
 
 def _is_party(ticket: Ticket, address: str) -> bool:
