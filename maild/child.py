@@ -1,24 +1,17 @@
-"""The processing halves of `maild serve`, each run as a child process.
+"""The processing half of `maild serve`, run as a child process.
 
-    worker = ProcessingChild(config_path, role="worker", outbox_fd=w)
-    sender = ProcessingChild(config_path, role="sender", outbox_fd=r)
-    worker.start()         # `maild -c CONFIG process --role worker --wake-fd N --outbox-fd W`
-    worker.wake()          # after each accepted message: one byte down a pipe
-    await worker.stop()    # EOF on the pipe + SIGTERM: the child finishes its batch and exits
+    child = ProcessingChild(config_path)
+    child.start()          # `maild -c CONFIG process --wake-fd N`
+    child.wake()           # after each accepted message: one byte down a pipe
+    await child.stop()     # EOF on the pipe + SIGTERM: the child finishes its batch and exits
 
-Intake (the listeners, the spool's group commit), the worker (parse, store) and the
-outbound sender (deliver the outbox) each get a process, a GIL and, as far as the machine
-has them, a core of their own; measured on two cores, processing in the intake process
-cost intake about 40% of its rate, and the sender in the worker's process cost the worker
-a third of its rate.  The spool is the only thing intake and the worker share: the parent
-only adds to it, the worker is the one process that claims from it (`spool/claim.lock`).
-The worker and the sender share the outbox: the sender's leases make it safe against any
-other sender, and a byte down the outbox pipe (`outbox_fd`, made and held open by the
-parent, so a restart of either end loses nothing) tells the sender that a batch queued
-mail.  The wake pipe also tells each child that the parent is gone: on EOF it stops as
-if sent SIGTERM, so a killed `maild serve` leaves no orphan behind.  A child that dies is
-started again after `RESTART_SECONDS`; accepted mail waits in the spool, queued mail in
-the outbox.
+Intake (the listeners, the spool's group commit) and processing (parse, store, send)
+each get a core and a GIL of their own; measured on two cores, processing in the same
+process cost intake about 40% of its rate.  The spool is the only thing they share: the
+parent only adds to it, the child is the one process that claims from it
+(`spool/claim.lock`).  The wake pipe also tells the child that the parent is gone: on EOF
+it stops as if sent SIGTERM, so a killed `maild serve` leaves no orphan behind.  A child
+that dies is started again after `RESTART_SECONDS`; accepted mail waits in the spool.
 """
 from __future__ import annotations
 
@@ -30,7 +23,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 from maild.aio import wait_first
 
@@ -43,16 +35,12 @@ MAX_QUICK_DEATHS = 5       # ... this many times in a row is not restarted again
 
 
 class ChildKeepsDying(Exception):
-    """A processing child fails right after every start (e.g. a broken maild.yaml)."""
+    """The processing child fails right after every start (e.g. a broken maild.yaml)."""
 
 
 class ProcessingChild:
-    def __init__(self, config_path: Path, *, role: str = "both", outbox_fd: int | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config_path: Path):
         self.config_path = config_path
-        self.role = role                   # `maild process --role`: worker, sender or both
-        self.outbox_fd = outbox_fd         # the parent's end of the outbox pipe, passed on
-        self.clock = clock
         self.proc: subprocess.Popen | None = None
         self._wake_w: int | None = None
         self._terminated = False
@@ -60,16 +48,11 @@ class ProcessingChild:
 
     def start(self) -> None:
         read_end, write_end = os.pipe()
-        argv = [sys.executable, "-m", "maild.cli", "-c", str(self.config_path), "process",
-                "--role", self.role, "--wake-fd", str(read_end)]
-        pass_fds = [read_end]
-        if self.outbox_fd is not None:
-            argv += ["--outbox-fd", str(self.outbox_fd)]
-            pass_fds.append(self.outbox_fd)
         try:
             os.set_blocking(write_end, False)
             self.proc = subprocess.Popen(
-                argv, pass_fds=pass_fds,
+                [sys.executable, "-m", "maild.cli", "-c", str(self.config_path), "process",
+                 "--wake-fd", str(read_end)], pass_fds=(read_end,),
                 start_new_session=True)     # a terminal's Ctrl-C reaches the parent only; it
                                             # relays the stop, so the child never sees two
         except BaseException:
@@ -79,8 +62,8 @@ class ProcessingChild:
             os.close(read_end)
         self._wake_w = write_end
         self._terminated = False
-        self.started_at = self.clock()
-        log.info("%s child started, pid %d", self.role, self.proc.pid)
+        self.started_at = time.monotonic()
+        log.info("processing child started, pid %d", self.proc.pid)
 
     def wake(self) -> None:
         if self._wake_w is None:
@@ -109,8 +92,8 @@ class ProcessingChild:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self.proc.wait, STOP_SECONDS)
             except subprocess.TimeoutExpired:
-                log.error("%s child did not stop in %ss; killing it (its work is retried)",
-                          self.role, STOP_SECONDS)
+                log.error("processing child did not stop in %ss; killing it (its batch is retried)",
+                          STOP_SECONDS)
                 self.proc.kill()
         if self._wake_w is not None:
             os.close(self._wake_w)
@@ -126,12 +109,12 @@ class ProcessingChild:
             code = self.exited()
             if code is None or stop.is_set():
                 continue
-            quick = self.clock() - self.started_at < QUICK_SECONDS
+            quick = time.monotonic() - self.started_at < QUICK_SECONDS
             quick_deaths = quick_deaths + 1 if quick else 0
             if quick_deaths >= MAX_QUICK_DEATHS:
-                raise ChildKeepsDying(f"{self.role} child exited {quick_deaths} times in a row "
+                raise ChildKeepsDying(f"processing child exited {quick_deaths} times in a row "
                                       f"within {QUICK_SECONDS}s of starting (last: {code})")
-            log.error("%s child exited with %s; restarting in %ss", self.role, code, RESTART_SECONDS)
+            log.error("processing child exited with %s; restarting in %ss", code, RESTART_SECONDS)
             await self.stop()
             await wait_first(stop, timeout=RESTART_SECONDS)
             if stop.is_set():
@@ -139,8 +122,8 @@ class ProcessingChild:
             try:
                 self.start()
             except OSError as exc:
-                log.error("could not start the %s child: %s", self.role, exc)
-                self.started_at = self.clock()
+                log.error("could not start the processing child: %s", exc)
+                self.started_at = time.monotonic()
 
     def forward(self, signum: int) -> None:
         if self.proc is not None and self.proc.poll() is None:

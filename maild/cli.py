@@ -1,8 +1,8 @@
 """The `maild` command: one program for the daemon, the pipe and the admin's questions.
 
     maild [-c CONFIG] init                    create the database schema and the spool
-    maild [-c CONFIG] serve [--single-process]  run the listeners; worker and sender in children
-    maild [-c CONFIG] process [--role R]      process the spool and/or send mail, no listeners
+    maild [-c CONFIG] serve [--single-process]  run the listeners; processing in a child
+    maild [-c CONFIG] process                 process the spool and send mail, no listeners
     maild [-c CONFIG] ingest [--recipient A]  read one message on stdin (Postfix pipe, procmail)
     maild [-c CONFIG] check                   validate maild.yaml, rules.yaml and templates
     maild [-c CONFIG] tickets [--status S] [--json]
@@ -37,10 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--single-process", action="store_true",
                        help="process mail in the listening process (default: a child process)")
     process = sub.add_parser("process", help="the processing half of serve (started by serve)")
-    process.add_argument("--role", choices=("worker", "sender", "both"), default="both",
-                         help="worker: spool -> tickets; sender: outbox -> relay; both (default)")
     process.add_argument("--wake-fd", type=int, default=None, help=argparse.SUPPRESS)
-    process.add_argument("--outbox-fd", type=int, default=None, help=argparse.SUPPRESS)
     ingest = sub.add_parser("ingest", help="read one message on stdin and process it")
     ingest.add_argument("--recipient", action="append", default=[], help="envelope recipient (repeatable)")
     ingest.add_argument("--sender", default=None,

@@ -88,11 +88,9 @@ def cmd_process(args) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)   # a reload forwarded before our handlers exist
     settings = _settings(args)
     logs.configure(settings.log_level)
-    from maild.daemon import PROCESSING, SENDER, WORKER, serve
+    from maild.daemon import PROCESSING, serve
 
-    role = {"worker": WORKER, "sender": SENDER}.get(args.role, PROCESSING)
-    ok = asyncio.run(serve(_runtime(settings), role=role, wake_fd=args.wake_fd,
-                           outbox_fd=args.outbox_fd))
+    ok = asyncio.run(serve(_runtime(settings), role=PROCESSING, wake_fd=args.wake_fd))
     return EX_OK if ok else EX_FAILED
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import email
 import os
 import signal
 import socket
@@ -11,7 +10,6 @@ import sys
 import time
 
 import aiosmtplib
-import pytest
 
 from maild.config import load_settings
 from maild.runtime import Runtime
@@ -20,7 +18,7 @@ from maild.worker import Worker
 from store.db import open_database
 from store.migrations import migrate
 from store.models import Delivery, Message
-from store.views import list_outbox, list_tickets
+from store.views import list_tickets
 from tests.integration.harness import SUPPORT, mail, running_helpdesk, write_config
 
 
@@ -161,14 +159,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def role_of(pid: int) -> str:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        argv = f.read().decode().split("\0")
-    return argv[argv.index("--role") + 1]
-
-
-def serve_with_children(tmp_path, database_url, *, init=True):
-    """`maild serve` on a free SMTP port, Maildir relay; returns its worker and sender pids."""
+def serve_with_child(tmp_path, database_url, *, init=True):
     smtp_port = free_port()
     config = write_config(tmp_path, database_url, "maildir:out")
     config.write_text(config.read_text().replace('smtp: "127.0.0.1:0"', f'smtp: "127.0.0.1:{smtp_port}"')
@@ -178,42 +169,31 @@ def serve_with_children(tmp_path, database_url, *, init=True):
                        capture_output=True)
     daemon = start_daemon(config)
     wait_listening(smtp_port, daemon)
-    return config, smtp_port, daemon, wait_children(daemon)
-
-
-def wait_children(daemon, *, other_than: dict[str, int] | None = None) -> dict[str, int]:
-    """{role: pid} once serve has both children (and none of `other_than`)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            children = {role_of(pid): pid for pid in children_of(daemon.pid)}
-        except (FileNotFoundError, ValueError):       # a child starting or exiting right now
-            children = {}
-        if sorted(children) == ["sender", "worker"] and not (
-                other_than and set(children.values()) & set(other_than.values())):
-            return children
+    deadline = time.monotonic() + 10
+    while not children_of(daemon.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    raise AssertionError(f"serve did not get its worker and sender children: {children_of(daemon.pid)}")
+    [child] = children_of(daemon.pid)
+    return config, smtp_port, daemon, child
 
 
-def assert_children_follow_a_killed_parent(daemon, children: dict[str, int]) -> None:
+def assert_child_follows_a_killed_parent(daemon, child) -> None:
     os.kill(daemon.pid, signal.SIGKILL)
     daemon.wait(10)
     deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in children.values()) and time.monotonic() < deadline:
+    while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [role for role, pid in children.items() if alive(pid)]
+    assert not alive(child)
 
 
-async def test_a_killed_serve_leaves_neither_worker_nor_sender_behind(tmp_path, database_url):
-    _, _, daemon, children = serve_with_children(tmp_path, database_url)
-    assert_children_follow_a_killed_parent(daemon, children)
+async def test_a_killed_serve_leaves_no_processing_child_behind(tmp_path, database_url):
+    _, _, daemon, child = serve_with_child(tmp_path, database_url)
+    assert_child_follows_a_killed_parent(daemon, child)
 
 
-async def test_a_dead_worker_child_is_restarted_and_mail_still_becomes_tickets(tmp_path, database_url):
-    config, smtp_port, daemon, children = serve_with_children(tmp_path, database_url)
+async def test_a_dead_processing_child_is_restarted_and_mail_still_becomes_tickets(tmp_path, database_url):
+    config, smtp_port, daemon, child = serve_with_child(tmp_path, database_url)
     try:
-        os.kill(children["worker"], signal.SIGKILL)
+        os.kill(child, signal.SIGKILL)
         await aiosmtplib.send(mail(message_id="restart@customer.example"), sender="carol@customer.example",
                               recipients=[SUPPORT], hostname="127.0.0.1", port=smtp_port, timeout=10)
         db = open_database(load_settings(config).database_url)
@@ -221,37 +201,14 @@ async def test_a_dead_worker_child_is_restarted_and_mail_still_becomes_tickets(t
         while not list_tickets() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert [t["subject"] for t in list_tickets()] == ["Printer on fire"]
-        again = wait_children(daemon, other_than={"worker": children["worker"]})
-        assert again["sender"] == children["sender"]          # the sender ran on meanwhile
+        assert children_of(daemon.pid) and children_of(daemon.pid) != [child]
         db.close()
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
 
 
-async def test_a_dead_sender_child_is_restarted_and_the_acknowledgement_still_goes_out(tmp_path, database_url):
-    config, smtp_port, daemon, children = serve_with_children(tmp_path, database_url)
-    maildir = tmp_path / "out" / "new"
-    try:
-        os.kill(children["sender"], signal.SIGKILL)
-        await aiosmtplib.send(mail(message_id="nosender@customer.example"), sender="carol@customer.example",
-                              recipients=[SUPPORT], hostname="127.0.0.1", port=smtp_port, timeout=10)
-        deadline = time.monotonic() + 30
-        while not (maildir.is_dir() and any(maildir.iterdir())) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        [ack] = [email.message_from_bytes(p.read_bytes()) for p in maildir.iterdir()]
-        assert ack["To"] == "carol@customer.example" and "[Acme #1]" in ack["Subject"]
-        again = wait_children(daemon, other_than={"sender": children["sender"]})
-        assert again["worker"] == children["worker"]
-        db = open_database(load_settings(config).database_url)
-        assert [r["status"] for r in list_outbox()] == ["sent"]
-        db.close()
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0
-
-
-async def test_ctrl_c_to_the_process_group_stops_all_three_processes_gracefully(tmp_path, database_url):
+async def test_ctrl_c_to_the_process_group_stops_both_processes_gracefully(tmp_path, database_url):
     smtp_port = free_port()
     config = write_config(tmp_path, database_url, "maildir:out")
     config.write_text(config.read_text().replace('smtp: "127.0.0.1:0"', f'smtp: "127.0.0.1:{smtp_port}"')
@@ -264,44 +221,26 @@ async def test_ctrl_c_to_the_process_group_stops_all_three_processes_gracefully(
                                   stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True)
     wait_listening(smtp_port, daemon)
     deadline = time.monotonic() + 20
-    while not ("worker ready" in log_path.read_text() and "sender ready" in log_path.read_text()) \
-            and time.monotonic() < deadline:
+    while "processing ready" not in log_path.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(daemon.pid, signal.SIGINT)                   # what a terminal's Ctrl-C does
     assert daemon.wait(30) == 0
     log = log_path.read_text()
-    assert log.count("maild stopped") == 3 and "second stop signal" not in log
+    assert log.count("maild stopped") == 2 and "second stop signal" not in log
 
 
-async def test_the_children_follow_a_killed_parent_even_while_the_database_is_down(tmp_path):
-    _, _, daemon, children = serve_with_children(
+async def test_the_child_follows_a_killed_parent_even_while_the_database_is_down(tmp_path):
+    _, _, daemon, child = serve_with_child(
         tmp_path, "postgresql://postgres@127.0.0.1:9/test?connect_timeout=1", init=False)
-    assert_children_follow_a_killed_parent(daemon, children)
+    assert_child_follows_a_killed_parent(daemon, child)
 
 
-@pytest.mark.parametrize("role", ["worker", "sender"])
-async def test_a_child_that_dies_at_every_start_makes_serve_exit_nonzero(tmp_path, database_url, role):
-    config, _, daemon, children = serve_with_children(tmp_path, database_url)
+async def test_a_child_that_dies_at_every_start_makes_serve_exit_nonzero(tmp_path, database_url):
+    config, _, daemon, child = serve_with_child(tmp_path, database_url)
     try:
         config.write_text(config.read_text() + "typo_key: 1\n")     # the child can't start again
-        os.kill(children[role], signal.SIGKILL)
+        os.kill(child, signal.SIGKILL)
         assert daemon.wait(60) == 1
     finally:
         if daemon.poll() is None:
             daemon.kill()
-
-
-async def test_the_sender_waits_for_the_worker_to_create_the_schema(tmp_path, database_url):
-    """Worker and sender start together; only the worker migrates, so they never race."""
-    from maild.daemon import SENDER, WORKER, Daemon, SchemaNotReady
-
-    config = write_config(tmp_path, database_url, "maildir:out")
-    runtime = Runtime.open(load_settings(config))
-    try:
-        sender, worker = Daemon(runtime, role=SENDER), Daemon(runtime, role=WORKER)
-        with pytest.raises(SchemaNotReady):
-            sender._database()
-        worker._database().close()
-        sender._database().close()
-    finally:
-        runtime.spool.close()
