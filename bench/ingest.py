@@ -244,6 +244,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _role(pid: int) -> str:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    return argv[argv.index("--role") + 1] if "--role" in argv else "process"
+
+
+def tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of a server and its child processes (maild: intake, worker, sender),
+    by role; 'reaped' is what children that already exited used (cutime + cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"intake": (int(fields[11]) + int(fields[12])) / tick,
+           "reaped": (int(fields[13]) + int(fields[14])) / tick}
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            role = _role(int(child))
+            out[role] = out.get(role, 0.0) + cpu_seconds(int(child))
+        except (OSError, ValueError):
+            continue                  # exited just now: counted in 'reaped' next time
+    return out
+
+
 def machine_seconds() -> tuple[float, float]:
     """(CPU seconds all cores ran anything, CPU seconds the hypervisor took: steal),
     since boot."""
@@ -497,11 +522,12 @@ class Result:
     accepted_per_s: float
     latency_ms: dict[str, float]
     noop_ms: dict[str, float]
-    server_cpu_s: float
+    server_cpu_s: float         # the server's processes: maild's intake and its children
     client_cpu_s: float
     other_cpu_s: float          # every other process on the machine (noise; py-spy too)
     steal_s: float              # CPU time the hypervisor gave to other guests (noise)
     noop_tail_ms: dict[str, float] = field(default_factory=dict)
+    server_cpu_by_process: dict[str, float] = field(default_factory=dict)
     end_to_end_per_s: float | None = None
     end_to_end_seconds: float | None = None
     delivered_per_s: float | None = None
@@ -598,14 +624,16 @@ async def measure(target: Target, warmup: list[Mail], mails: list[Mail], args,
             await asyncio.sleep(POLL_INTERVAL)
 
     poll_task = asyncio.create_task(poll()) if poller else None
-    cpu_server, cpu_client = cpu_seconds(target.child.pid), time.process_time()
+    cpu_tree, cpu_client = tree_cpu_seconds(target.child.pid), time.process_time()
     machine_before, steal_before = machine_seconds()
     start = time.monotonic()
     try:
         await _send_all(mails, args, target.port, latencies, done_at)
     finally:
         accept_end = time.monotonic()
-        cpu_server = cpu_seconds(target.child.pid) - cpu_server
+        cpu_tree = {role: seconds - cpu_tree.get(role, 0.0)
+                    for role, seconds in tree_cpu_seconds(target.child.pid).items()}
+        cpu_server = sum(cpu_tree.values())
         cpu_client = time.process_time() - cpu_client
         machine_after, steal_after = machine_seconds()
         cpu_machine, steal = machine_after - machine_before, steal_after - steal_before
@@ -630,6 +658,7 @@ async def measure(target: Target, warmup: list[Mail], mails: list[Mail], args,
         latency_ms=summary_ms(latencies),
         noop_ms=summary_ms([d for t, d in probes if start <= t <= accept_end]),
         server_cpu_s=round(cpu_server, 2), client_cpu_s=round(cpu_client, 2),
+        server_cpu_by_process={role: round(v, 2) for role, v in cpu_tree.items() if v > 0},
         other_cpu_s=round(max(0.0, cpu_machine - cpu_server - cpu_client), 2),
         steal_s=round(steal, 2))
     if poller:
@@ -713,6 +742,10 @@ def render_table(config: dict, results: list[Result], verdict: dict | None) -> s
                 f"all acks were queued {r.end_to_end_seconds:.2f} s after the first MAIL FROM "
                 f"and delivered to the maildir at {r.delivered_per_s:,.1f}/s. NOOP p99 while "
                 f"only processing: {r.noop_tail_ms.get('p99', float('nan')):.2f} ms.")
+        if len(r.server_cpu_by_process) > 1:
+            lines.append(f"{r.server}: srv CPU by process: " + ", ".join(
+                f"{role} {seconds / r.accept_seconds:.0%}"
+                for role, seconds in r.server_cpu_by_process.items()) + ".")
     lines.append(f"CPU: share of one core during the accept phase ({config['cpus']} cores = "
                  f"{config['cpus']}00%); 'other': every other process on the machine; 'steal': "
                  "time the hypervisor ran other guests instead of this one. Noise unless ~0%.")

@@ -5,8 +5,9 @@
     await sender.send_due()            # one pass and its outcomes (`maild ingest`, tests)
 
 Database work runs on the store thread (`run_in_store`), delivery on the event loop.  The
-sender leases due rows continuously (at most `CLAIM_AHEAD` at once) and delivers at most
-`CONCURRENCY` at a time, so a relay that hangs on one mail holds back only that mail.
+sender leases due rows continuously (at most `CLAIM_AHEAD` at once, claiming again when
+`CLAIM_BATCH` leases are free: a claim is a transaction and a disk flush) and delivers at
+most `CONCURRENCY` at a time, so a relay that hangs on one mail holds back only that mail.
 Outcomes are group-committed as deliveries finish: 250 marks the row sent; 4xx and
 network errors schedule a retry with exponential backoff; 5xx, or the last allowed
 attempt, marks it failed and leaves an event on the ticket.  After a stop, leases not
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 CONCURRENCY = 4            # deliveries at once
 CLAIM_AHEAD = 32           # leased at once (waiting for a delivery slot included)
+CLAIM_BATCH = 16           # claim again once this many leases are free (not per delivery)
 
 
 def bounce_address(from_address: str, outbox_id: int) -> str:
@@ -63,7 +65,7 @@ class Sender:
             self.wakeup.clear()          # before claiming: a wake-up meanwhile is not missed
             room = CLAIM_AHEAD - len(inflight)
             due: list[outbox.DueMail] = []
-            if room > 0:
+            if room >= CLAIM_BATCH:      # one transaction per batch, not per finished delivery
                 try:
                     due = await self.run_in_store(outbox.claim_due, self.db, self.clock(), room,
                                                   self.max_attempts)

@@ -46,6 +46,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 from aiosmtplib import SMTPStatus
 
+from maild.dirsync import DirectorySync
 from maild.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,8 @@ def _is_loopback(host: str) -> bool:
 
 class MaildirRelay:
     """Delivers into a Maildir (cr.yp.to/proto/maildir.html): write ``tmp/<name>``,
-    fsync, rename to ``new/<name>``, fsync ``new/``. The file holds exactly the bytes
+    fsync, rename to ``new/<name>``, fsync ``new/`` (one fsync for the deliveries that
+    renamed meanwhile: ``maild.dirsync``). The file holds exactly the bytes
     given (CRLF line ends from ``compose.to_bytes``); nothing is prepended. The blocking
     work runs in the default executor, so the event loop never waits on fsync."""
 
@@ -238,6 +240,7 @@ class MaildirRelay:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._ready = False
+        self._new_synced = DirectorySync(self.path / "new")   # parallel deliveries share fsyncs
 
     @classmethod
     def from_url(cls, url: str) -> "MaildirRelay":
@@ -280,11 +283,7 @@ class MaildirRelay:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        fd = os.open(new.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._new_synced.after_change()
         return name
 
 

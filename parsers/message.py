@@ -27,12 +27,14 @@ What you get:
   A filename is what the sender wrote (decoded, on one line): never use it as a path.
 - `defects`: mail-parser's defect notes plus ours (charset fallbacks, failures).
 
-mail-parser (`mailparser.parse_from_bytes`) does the MIME walk and attachment
-extraction.  It is not quite "never raises": it raised AttributeError on two corpus bounces
-(sisimai lhost-sendgrid-01/02, an epilogue without boundary).  Then we parse with the
-stdlib ourselves and extract what we can; if even the MIME structure is unusable (e.g.
-nested too deep), the headers alone.  Every such step adds a defect string.  Only input
-with nothing in it (empty or whitespace) raises `UnparseableMessage`.
+mail-parser does the MIME walk and attachment extraction, on the Message the stdlib
+parse gives (`parsers.feed`, the parse `mailparser.parse_from_bytes` would make, parsed
+once) and without the parts of its work we never read (`_Extraction`).  It is not quite
+"never raises": it raised AttributeError on two corpus bounces (sisimai
+lhost-sendgrid-01/02, an epilogue without boundary).  Then we extract what we can from
+the stdlib's Message ourselves; if even the MIME structure is unusable (e.g. nested too
+deep), the headers alone.  Every such step adds a defect string.  Only input with nothing
+in it (empty or whitespace) raises `UnparseableMessage`.
 
 The raw bytes are not kept here (the store keeps them byte for byte).
 """
@@ -50,6 +52,7 @@ from datetime import datetime
 import mailparser
 
 from parsers.charsets import clean, decode_bytes
+from parsers.feed import message_from_bytes
 from parsers.headers import (addresses, as_text, b64decode, decode_header, decode_words,
                              encode_text, one_line, parse_date, unfold)
 from parsers.html import html_to_text
@@ -130,19 +133,37 @@ def parse(raw: bytes) -> ParsedMail:
 
 # -- MIME ---------------------------------------------------------------------------
 
+class _Extraction(mailparser.MailParser):
+    """mail-parser's walk over a Message we parsed: its attachments, defects and date,
+    without the two things of it we never read -- the `mail` dictionaries (`_make_mail`
+    decodes every header twice) and its decoded body text (`_bodies` decodes the parts
+    by our own charset rules; the only defect that step adds, CharsetDecodeDefect, is
+    one we drop anyway)."""
+
+    def _make_mail(self, complete=True):
+        return {}
+
+    def _decode_body_payload(self, part, charset, part_index):
+        return ""
+
+
 def _mime(raw: bytes, defects: list[str]):
-    """(mail-parser result or None, stdlib Message)."""
+    """(mail-parser result or None, stdlib Message).  The bytes are parsed once, as
+    `mailparser.parse_from_bytes` parses them (`email.message_from_bytes`), and that
+    Message is handed to mail-parser."""
     try:
-        extracted = mailparser.parse_from_bytes(raw)
-        return extracted, extracted.message
+        message = message_from_bytes(raw)
+    except Exception as exc:  # RecursionError on absurd nesting, and the like
+        log.info("parse: MIME structure unusable (%r)", exc)
+        defects.append(f"mail-parser failed: {exc!r}"[:300])
+        defects.append(f"MIME structure unusable, headers only: {exc!r}"[:300])
+        return None, _headers_only(raw)
+    try:
+        return _Extraction(message), message
     except Exception as exc:
         log.info("parse: mail-parser failed (%r), falling back to the stdlib", exc)
         defects.append(f"mail-parser failed: {exc!r}"[:300])
-    try:
-        return None, email.message_from_bytes(raw)
-    except Exception as exc:  # RecursionError on absurd nesting, and the like
-        defects.append(f"MIME structure unusable, headers only: {exc!r}"[:300])
-        return None, _headers_only(raw)
+    return None, message_from_bytes(raw)        # fresh: mail-parser may have left it half-walked
 
 
 def _headers_only(raw: bytes):

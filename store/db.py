@@ -6,7 +6,9 @@
 
 SQLite runs in WAL mode with `synchronous=FULL`: the spool deletes a message once the
 ticket transaction that consumed it has committed, so that commit must survive a power
-loss too.  PostgreSQL uses peewee's driver (psycopg 3).  Datetimes are stored as naive
+loss too.  Write transactions begin IMMEDIATE (see `SqliteDatabase`), so several
+processes (the worker, the sender, `maild ingest`) queue for the write lock instead of
+failing.  PostgreSQL uses peewee's driver (psycopg 3).  Datetimes are stored as naive
 UTC; `utcnow()` is the one place that makes them.
 """
 from __future__ import annotations
@@ -29,6 +31,18 @@ SQLITE_PRAGMAS = {
 }
 
 
+class SqliteDatabase(peewee.SqliteDatabase):
+    """Every outermost `atomic()` begins with `BEGIN IMMEDIATE`: it takes SQLite's write
+    lock at once, waiting for it (busy_timeout) if another process holds it.  A deferred
+    transaction that reads first cannot wait when it comes to write after another process
+    committed (its snapshot is stale): SQLite answers "database is locked" at once, and
+    with the worker and the sender in processes of their own that happened every few
+    batches.  Nested `atomic()` blocks are savepoints, as before."""
+
+    def atomic(self, lock_type: str | None = None):
+        return super().atomic(lock_type=lock_type or "IMMEDIATE")
+
+
 class DatabaseUnavailable(Exception):
     """The ticket database cannot be reached or opened; the spool keeps the mail."""
 
@@ -49,7 +63,7 @@ def open_database(url: str) -> peewee.Database:
         path = url.split(":///", 1)[1] if ":///" in url else url.split(":", 1)[1]
         if path not in (":memory:", ""):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
+        db = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
     else:
         db = connect(url)
     try:

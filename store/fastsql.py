@@ -2,6 +2,7 @@
 
     ticket_id = insert_row(Ticket, number=7, subject="Printer", ...)
     rows = fetch(db, 'SELECT "id" FROM "contact" WHERE "address" = ?', [address])
+    changed = execute(db, 'UPDATE "outbox" SET "status" = ? WHERE "id" = ?', ["sent", 7])
 
 peewee builds the SQL text of every query anew, which costs more than SQLite's own work
 for a one-row INSERT; the store writes about ten rows per message.  `insert_row` builds
@@ -52,12 +53,21 @@ def insert_row(model: type[peewee.Model], **values: Any) -> int:
 _QUERIES: dict[tuple[str, str], str] = {}
 
 
-def fetch(db: peewee.Database, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-    """Rows of a fixed query written with '?' placeholders (translated once per database
-    driver), for the few SELECTs every message makes.  Only for static SQL text: values
-    always travel as parameters."""
+def _text(db: peewee.Database, sql: str) -> str:
     key = (sql, db.param)
     text = _QUERIES.get(key)
     if text is None:
         text = _QUERIES[key] = sql.replace("?", db.param)
-    return db.execute_sql(text, list(params)).fetchall()
+    return text
+
+
+def fetch(db: peewee.Database, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    """Rows of a fixed query written with '?' placeholders (translated once per database
+    driver), for the few SELECTs every message makes.  Only for static SQL text: values
+    always travel as parameters."""
+    return db.execute_sql(_text(db, sql), list(params)).fetchall()
+
+
+def execute(db: peewee.Database, sql: str, params: Sequence[Any] = ()) -> int:
+    """Run a fixed UPDATE or DELETE like `fetch`; how many rows it changed."""
+    return db.execute_sql(_text(db, sql), list(params)).rowcount

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import peewee
 
 from store.db import is_sqlite
-from store.fastsql import fetch, insert_row
+from store.fastsql import execute, fetch, insert_row
 from store.models import Event, Message, Outbox
 
 log = logging.getLogger(__name__)
@@ -102,49 +102,63 @@ def sent_to(ticket_id: int, message_ids: tuple[str, ...], addresses: tuple[str, 
             .exists())
 
 
+_DUE = ('SELECT "outbox"."id", "outbox"."attempts", "outbox"."template", "outbox"."automatic", '
+        '"outbox"."from_name", "outbox"."from_address", "outbox"."to_address", "outbox"."subject", '
+        '"outbox"."message_id", "outbox"."in_reply_to", "outbox"."references", "outbox"."text", '
+        '"outbox"."html", "outbox"."cc", "outbox"."reply_to", "outbox"."auto_submitted", '
+        '"ticket"."id", "ticket"."number" '
+        'FROM "outbox" JOIN "ticket" ON "ticket"."id" = "outbox"."ticket_id" '
+        'WHERE "outbox"."status" IN (?, ?) AND "outbox"."next_attempt_at" <= ? '
+        'ORDER BY "outbox"."next_attempt_at", "outbox"."id" LIMIT ?')
+_LOCK_DUE = ' FOR UPDATE OF "outbox" SKIP LOCKED'       # PostgreSQL: never race another sender
+
+
 def claim_due(db: peewee.Database, now: datetime, limit: int = 32,
               max_attempts: int = 10) -> list[DueMail]:
     """Lease up to `limit` due rows (queued, or sending with an expired lease); fail rows
-    that already had `max_attempts` leases without an outcome."""
-    from store.models import Ticket
-
+    that already had `max_attempts` leases without an outcome.  Fixed SQL (`fastsql`):
+    the sender claims once per few deliveries, and building the query and model
+    instances with peewee cost more than SQLite's work."""
     lease_until = now + LEASE
     with db.atomic():
-        query = (Outbox.select(Outbox, Ticket.id, Ticket.number).join(Ticket)
-                 .where(Outbox.status.in_([QUEUED, SENDING]), Outbox.next_attempt_at <= now)
-                 .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit))
-        if not is_sqlite(db):
-            query = query.for_update(of=Outbox, skip_locked=True)
-        rows = list(query)
-        spent = [r for r in rows if r.attempts >= max_attempts]
-        for r in spent:
-            Outbox.update(status=FAILED, last_error=f"no outcome after {r.attempts} attempts"
-                          ).where(Outbox.id == r.id).execute()
-            insert_row(Event, ticket=r.ticket.id, at=now, actor="system", kind="mail_failed",
-                       detail=f"{r.template} to {r.to_address}: no outcome after {r.attempts} attempts")
-        rows = [r for r in rows if r.attempts < max_attempts]
+        rows = fetch(db, _DUE if is_sqlite(db) else _DUE + _LOCK_DUE,
+                     [QUEUED, SENDING, now, limit])
+        spent = [r for r in rows if r[1] >= max_attempts]
+        for (row_id, attempts, template, _, _, _, to_address, *_, ticket_id, _) in spent:
+            execute(db, 'UPDATE "outbox" SET "status" = ?, "last_error" = ? WHERE "id" = ?',
+                    [FAILED, f"no outcome after {attempts} attempts", row_id])
+            insert_row(Event, ticket=ticket_id, at=now, actor="system", kind="mail_failed",
+                       detail=f"{template} to {to_address}: no outcome after {attempts} attempts")
+        rows = [r for r in rows if r[1] < max_attempts]
         if not rows:
             return []
-        (Outbox.update(status=SENDING, next_attempt_at=lease_until, attempts=Outbox.attempts + 1)
-         .where(Outbox.id.in_([r.id for r in rows])).execute())
-    return [DueMail(id=r.id, ticket_number=r.ticket.number, attempts=r.attempts + 1,
-                    lease_until=lease_until, draft=OutgoingDraft(
-        ticket_id=r.ticket.id, template=r.template, automatic=r.automatic,
-        from_name=r.from_name, from_address=r.from_address, to_address=r.to_address,
-        subject=r.subject, message_id=r.message_id, in_reply_to=r.in_reply_to,
-        references=tuple(r.references.split()), text=r.text, html=r.html,
-        cc=tuple(a for a in r.cc.split(", ") if a), reply_to=r.reply_to,
-        auto_submitted=r.auto_submitted)) for r in rows]
+        execute(db, 'UPDATE "outbox" SET "status" = ?, "next_attempt_at" = ?, '
+                    '"attempts" = "attempts" + 1 WHERE "id" IN (' + ", ".join("?" * len(rows)) + ")",
+                [SENDING, lease_until, *(r[0] for r in rows)])
+    return [DueMail(id=row_id, ticket_number=number, attempts=attempts + 1, lease_until=lease_until,
+                    draft=OutgoingDraft(
+                        ticket_id=ticket_id, template=template, automatic=bool(automatic),
+                        from_name=from_name, from_address=from_address, to_address=to_address,
+                        subject=subject, message_id=message_id, in_reply_to=in_reply_to,
+                        references=tuple(references.split()), text=text, html=html,
+                        cc=tuple(a for a in cc.split(", ") if a), reply_to=reply_to,
+                        auto_submitted=auto_submitted))
+            for (row_id, attempts, template, automatic, from_name, from_address, to_address,
+                 subject, message_id, in_reply_to, references, text, html, cc, reply_to,
+                 auto_submitted, ticket_id, number) in rows]
 
 
-def _holding(due: DueMail):
-    """Only while the lease is still the one we were given."""
-    return ((Outbox.id == due.id) & (Outbox.status == SENDING)
-            & (Outbox.next_attempt_at == due.lease_until))
+_HOLDING = ' WHERE "id" = ? AND "status" = ? AND "next_attempt_at" = ?'
+
+
+def _update_held(due: DueMail, assignments: str, values: list) -> bool:
+    """UPDATE the row only while the lease is still the one we were given."""
+    return execute(Outbox._meta.database, 'UPDATE "outbox" SET ' + assignments + _HOLDING,
+                   [*values, due.id, SENDING, due.lease_until]) > 0
 
 
 def mark_sent(due: DueMail, *, now: datetime, detail: str = "") -> bool:
-    if not Outbox.update(status=SENT, sent_at=now, last_error=None).where(_holding(due)).execute():
+    if not _update_held(due, '"status" = ?, "sent_at" = ?, "last_error" = NULL', [SENT, now]):
         return False
     insert_row(Event, ticket=due.draft.ticket_id, at=now, actor="system", kind="mail_sent",
                detail=f"{due.draft.template} to {due.draft.to_address} {detail}".strip())
@@ -152,12 +166,12 @@ def mark_sent(due: DueMail, *, now: datetime, detail: str = "") -> bool:
 
 
 def mark_retry(due: DueMail, *, now: datetime, next_attempt_at: datetime, error: str) -> bool:
-    return bool(Outbox.update(status=QUEUED, next_attempt_at=next_attempt_at, last_error=error)
-                .where(_holding(due)).execute())
+    return _update_held(due, '"status" = ?, "next_attempt_at" = ?, "last_error" = ?',
+                        [QUEUED, next_attempt_at, error])
 
 
 def mark_failed(due: DueMail, *, now: datetime, error: str) -> bool:
-    if not Outbox.update(status=FAILED, last_error=error).where(_holding(due)).execute():
+    if not _update_held(due, '"status" = ?, "last_error" = ?', [FAILED, error]):
         return False
     insert_row(Event, ticket=due.draft.ticket_id, at=now, actor="system", kind="mail_failed",
                detail=f"{due.draft.template} to {due.draft.to_address}: {error}")
@@ -166,5 +180,5 @@ def mark_failed(due: DueMail, *, now: datetime, error: str) -> bool:
 
 def release(due: DueMail, *, now: datetime) -> bool:
     """Give a lease back unused (stopping): due again at once, the attempt not counted."""
-    return bool(Outbox.update(status=QUEUED, next_attempt_at=now, attempts=Outbox.attempts - 1)
-                .where(_holding(due)).execute())
+    return _update_held(due, '"status" = ?, "next_attempt_at" = ?, "attempts" = "attempts" - 1',
+                        [QUEUED, now])

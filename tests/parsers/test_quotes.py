@@ -152,3 +152,31 @@ def test_a_message_that_is_all_quote_is_shown_whole_rather_than_empty():
 
 def test_signature_after_rfc3676_delimiter_and_crlf_line_ends():
     assert visible_text("New text\r\n\r\n-- \r\nAlice\r\nACME Corp\r\n") == "New text"
+
+
+# -- where quote headers are looked for -------------------------------------------
+
+def _header_haystacks():
+    """Every corpus mail's text, and one mail holding every language's sample headers."""
+    from parsers.message import parse
+    from tests.parsers.corpus import corpus_files
+
+    for path in corpus_files(max_size=200_000):
+        try:
+            yield parse(path.read_bytes()).text
+        except Exception:  # noqa: BLE001 - unparseable corpus items are tested elsewhere
+            continue
+
+
+@pytest.mark.parametrize("languages", [DEFAULT_LANGUAGES, SUPPORTED_LANGUAGES])
+def test_header_matches_tried_at_line_starts_equal_finditer_over_the_whole_corpus(languages):
+    from parsers.quotes import _codes, _header_regex, _line_start_matches
+
+    header = _header_regex(_codes(languages))
+    compared = 0
+    for text in _header_haystacks():
+        for haystack in (text, "\n" + text, text.replace("\n", "\n\n")):
+            expected = [(m.span(), m.group()) for m in header.finditer(haystack)]
+            assert [(m.span(), m.group()) for m in _line_start_matches(header, haystack)] == expected
+            compared += bool(expected)
+    assert compared > 50          # the corpus has quote headers to find
