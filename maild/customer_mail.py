@@ -64,6 +64,8 @@ def _acknowledge(recorded: Recorded, inbound: InboundMessage, decision: Decision
 
 
 def _notify(recorded: Recorded, inbound: InboundMessage, context: Context, now: datetime) -> int:
+    if not context.ruleset.agents:
+        return 0                     # nobody to tell: spare the ticket's snapshot
     snap = snapshot(recorded.ticket_id)
     team = tuple(a.address for a in context.ruleset.agents_for_queue(snap.queue))
     recipients = tuple(r for r in ((snap.assignee,) if snap.assignee else team)
