@@ -101,8 +101,8 @@ def test_raw_latin1_sender_names_are_readable():
     assert parse(read("flanker/from-encoding.eml")).from_name == "Ingo Lütkebohle"
 
 
-def test_html_only_corpus_mail_reads_without_tags():
-    index = (CORPUS / "INDEX.tsv").read_text(encoding="utf-8").splitlines()[1:]
+def test_html_only_corpus_mail_reads_without_tags(corpus):
+    index = (corpus / "INDEX.tsv").read_text(encoding="utf-8").splitlines()[1:]
     html_only = [row.split("\t")[0] for row in index if row.split("\t")[2] == "html-only"]
     assert html_only, "INDEX.tsv lists html-only samples"
     for relative in html_only:
