@@ -21,7 +21,6 @@ ap.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]))
 ap.add_argument("--seed", type=int, default=1)
 a = ap.parse_args()
 sys.path.insert(0, a.repo); sys.path.insert(0, a.repo + "/bench")
-import logging
 import ingest_mail
 from maild.config import load_settings
 from maild.runtime import Runtime

@@ -51,7 +51,7 @@ from rules.engine import Decision
 from rules.model import Agent
 from store import changes, outbox, tickets
 from store.snapshot import TicketSnapshot, snapshot
-from store.tickets import APPENDED, DUPLICATE, InboundMessage, Recorded
+from store.tickets import APPENDED, InboundMessage, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ def _to_comment_address(inbound: InboundMessage, context: Context) -> bool:
     """Is the comment address among the mail's recipients -- the envelope's, To or Cc, not
     only the one it was filed under?  A mail to both addresses is a note: which one the
     MTA names first must not decide whether a customer reads it."""
-    return bool(context.comment_address) and (inbound.to_comment
-                                              or inbound.recipient == context.comment_address)
+    return inbound.to_comment
 
 
 def _resolve(block: CommandBlock, context: Context) -> tuple[changes.Change, ...]:

@@ -8,8 +8,8 @@ thread does all database work (the worker's batches and the sender's outbox upda
 SQLite has a single writer; the spool has its own writer thread.  No event loop ever
 waits on the database or on fsync.
 
-Start-up: migrate the schema, put back outbox rows interrupted mid-send, bind the
-listeners, then process whatever the spool still holds.  SIGHUP reloads rules and
+Start-up: migrate the schema (outbox rows interrupted mid-send need nothing: their lease
+runs out and they are claimed again, see store/outbox.py), bind the listeners, then process whatever the spool still holds.  SIGHUP reloads rules and
 templates (keeping the last good ones).  SIGTERM drains: listeners answer 421 and close,
 the batch in hand is finished and committed, the delivery in progress completes, then
 the process exits 0.  A second SIGTERM exits at once; everything acknowledged is in the

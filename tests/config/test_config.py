@@ -106,7 +106,7 @@ def test_message_size_accepts_units(write, text, size):
 
 
 def test_relative_paths_resolve_against_the_config_folder_not_cwd(write, tmp_path, monkeypatch):
-    path = write("""
+    write("""
         database: sqlite:var/maild.db
         spool: spool
         listen: {lmtp: "unix:run/lmtp.sock"}

@@ -75,6 +75,12 @@ async def agent_says(desk, client, answering, text, *, sender=("Alice Agent", "a
     await desk.settle()
 
 
+def use_dns(desk, dns):
+    """The running daemon looks DKIM keys up in `dns` (tests.dkimkeys.zone) from now on."""
+    runtime = desk.daemon.runtime
+    runtime.context_value = dataclasses.replace(runtime.context(), dns=dns)
+
+
 async def customer_opens(desk, *, cc=None):
     headers = {"Cc": cc} if cc else None
     await desk.send_smtp(mail("Printer on fire", "Help, the printer on floor 3 is on fire.",
@@ -299,9 +305,7 @@ async def test_a_closed_ticket_reopens_within_reopen_days_and_is_linked_after(tm
 async def test_with_dkim_trust_a_signed_agent_mail_acts_and_a_tampered_one_does_not(tmp_path, database_url):
     key = make_key()
     async with desk_for(tmp_path, database_url, trust="{agents: dkim}") as desk:
-        runtime = desk.daemon.runtime
-        runtime.context_value = dataclasses.replace(
-            runtime.context(), dns=zone({b"mail._domainkey.example.com.": key.txt}))
+        use_dns(desk, zone({b"mail._domainkey.example.com.": key.txt}))
         ticket = await customer_opens(desk)
         [notification] = to(desk, "alice@example.com")
 

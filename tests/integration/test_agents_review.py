@@ -6,16 +6,14 @@ Real SMTP through the harness, the relay an aiosmtpd sink (see test_agents.py).
 """
 from __future__ import annotations
 
-import dataclasses
 
 import aiosmtplib
-import pytest
 
 from tests.clients import reply
 from tests.dkimkeys import make_key, sign, zone
 from tests.integration.harness import mail
 from tests.integration.test_agents import (CAROL, HELPDESK, PASS, agent_says, body, customer_opens,
-                                           desk_for, original, to)
+                                           desk_for, original, to, use_dns)
 
 SECRET = "Her contract ran out last month, do not send a technician."
 
@@ -141,9 +139,7 @@ async def test_a_replayed_signed_agent_mail_to_a_third_party_does_not_act_on_a_t
         tmp_path, database_url):
     key = make_key()
     async with desk_for(tmp_path, database_url, trust="{agents: dkim}") as desk:
-        runtime = desk.daemon.runtime
-        runtime.context_value = dataclasses.replace(
-            runtime.context(), dns=zone({b"mail._domainkey.example.com.": key.txt}))
+        use_dns(desk, zone({b"mail._domainkey.example.com.": key.txt}))
         ticket = await customer_opens(desk)
         # Alice writes to Mallory, a vendor, directly; her MTA signs it (From To Subject ...)
         genuine = sign(mail("Our call", "Agreed, we cancel the contract today.",
