@@ -46,12 +46,16 @@ import difflib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator
 
+from rules.calendar import parse_calendar
+from rules.facts import Contact
 from rules.model import Agent, Queue, Ruleset, Team
-from rules.source import (Address, ConfigError, KeyPath, Locator, StrictModel, load_yaml,
+from rules.routing import Names, compile_rules
+from rules.sla_policy import parse_policy
+from rules.source import (Address, ConfigError, KeyPath, StrictModel, load_yaml,
                           problem_at, validate)
 
 log = logging.getLogger(__name__)
@@ -103,15 +107,25 @@ class _Agent(StrictModel):
     address: Address
     name: Annotated[str, AfterValidator(_one_line)]
     aliases: list[Address] = []
+    available: bool = True
 
 
 class _Team(StrictModel):
     members: Annotated[list[Address], AfterValidator(_some_members)]
+    assign: Literal["round_robin", "least_open"] | None = None
 
 
 class _Queue(StrictModel):
     address: Address
     team: TeamName | None = None
+    sla: str | None = None
+
+
+class _Contact(StrictModel):
+    address: Address
+    name: str = ""
+    org: str = ""
+    tier: str = ""
 
 
 class _RulesFile(StrictModel):
@@ -119,6 +133,10 @@ class _RulesFile(StrictModel):
     agents: list[_Agent] | None = None          # an empty `agents:` means none
     teams: dict[TeamName, _Team] | None = None
     queues: Annotated[dict[QueueName, _Queue], AfterValidator(_some_queues)]
+    contacts: list[_Contact] | None = None
+    calendars: dict[str, Any] | None = None     # each checked by rules.calendar
+    sla: dict[str, Any] | None = None           # each checked by rules.sla_policy
+    rules: list[Any] | None = None              # each checked by rules.routing
 
 
 # --- checks across entries: each yields (key path, message) -----------------------------
@@ -172,20 +190,44 @@ def _team_members(doc: _RulesFile) -> Iterator[tuple[KeyPath, str]]:
 
 
 def _queue_teams(doc: _RulesFile) -> Iterator[tuple[KeyPath, str]]:
-    teams = tuple(doc.teams or ())
+    return _queue_references(doc, "team", tuple(doc.teams or ()), "team", "teams",
+                             "no teams are defined")
+
+
+def _queue_policies(doc: _RulesFile) -> Iterator[tuple[KeyPath, str]]:
+    return _queue_references(doc, "sla", tuple(doc.sla or ()), "SLA policy", "policies",
+                             "no sla: policies are defined")
+
+
+def _queue_references(doc: _RulesFile, key: str, known: tuple[str, ...], kind: str,
+                      kinds: str, none: str) -> Iterator[tuple[KeyPath, str]]:
+    """A queue's `team:` / `sla:` names something the file defines."""
     for name, queue in doc.queues.items():
-        if queue.team is not None and queue.team not in teams:
-            guess = difflib.get_close_matches(queue.team, teams, n=1)
+        wanted = getattr(queue, key)
+        if wanted is not None and wanted not in known:
+            guess = difflib.get_close_matches(wanted, known, n=1)
             hint = (f"; did you mean {guess[0]!r}?" if guess else "") + (
-                f" (teams: {', '.join(teams)})" if teams else " (no teams are defined)")
-            yield ("queues", name, "team"), f"no team {queue.team!r}{hint}"
+                f" ({kinds}: {', '.join(known)})" if known else f" ({none})")
+            yield ("queues", name, key), f"no {kind} {wanted!r}{hint}"
+
+
+def _unique_contacts(doc: _RulesFile) -> Iterator[tuple[KeyPath, str]]:
+    seen: dict[str, int] = {}
+    for i, contact in enumerate(doc.contacts or ()):
+        key = contact.address.lower()
+        if key in seen:
+            yield ("contacts", i, "address"), f"{contact.address} is already contacts[{seen[key]}]"
+        else:
+            seen[key] = i
 
 
 CHECKS: tuple[Callable[[_RulesFile], Iterator[tuple[KeyPath, str]]], ...] = (
     _agent_addresses,
     _team_members,
     _queue_teams,
+    _queue_policies,
     _unique_addresses,
+    _unique_contacts,
 )
 
 
@@ -199,30 +241,93 @@ def _primary_addresses(doc: _RulesFile) -> dict[str, str]:
     return primary
 
 
-def load_rules(path: Path) -> Ruleset:
-    """Read and validate rules.yaml; raise ConfigError naming every problem found."""
+def load_rules(path: Path, *, templates: frozenset[str] | None = None) -> Ruleset:
+    """Read and validate rules.yaml; raise ConfigError naming every problem found.
+
+    `templates`: the template names an `auto_reply:` may use (None: not checked).  Every
+    section is checked even when another has errors, so one run reports them all."""
     data, locator = load_yaml(path)
-    doc = validate(_RulesFile, data, locator, path)
-    _check(doc, locator, path)
-    ruleset = _build(doc)
-    log.debug("loaded %s: %d queue(s), %d agent(s), %d team(s)", path, len(ruleset.queues),
-              len(ruleset.agents), len(ruleset.teams))
+    problems = []
+    try:
+        doc = validate(_RulesFile, data, locator, path)
+    except ConfigError as exc:
+        doc, problems = None, list(exc.problems)
+    raw = data if isinstance(data, dict) else {}
+    calendars, found = _sections(raw, "calendars", parse_calendar)
+    calendar_names = frozenset(raw["calendars"]) if isinstance(raw.get("calendars"), dict) else ()
+    policies, more = _sections(raw, "sla", lambda name, entry, key: parse_policy(
+        name, entry, key, calendars=calendar_names, templates=templates))
+    rules, most = compile_rules(raw.get("rules"), _names(raw, templates, calendars, policies),
+                                where=locator.where)
+    problems += [problem_at(path, locator, key, message) for key, message in (*found, *more, *most)]
+    if doc is not None:
+        problems += [problem_at(path, locator, key, message)
+                     for check in CHECKS for key, message in check(doc)]
+    if problems:
+        raise ConfigError(problems)
+    ruleset = _build(doc, rules, calendars, policies, str(path))
+    log.debug("loaded %s: %d queue(s), %d agent(s), %d team(s), %d rule(s)", path,
+              len(ruleset.queues), len(ruleset.agents), len(ruleset.teams), len(ruleset.rules))
     return ruleset
 
 
-def _check(doc: _RulesFile, locator: Locator, path: Path) -> None:
-    problems = [problem_at(path, locator, key, message)
-                for check in CHECKS for key, message in check(doc)]
-    if problems:
-        raise ConfigError(problems)
+def _sections(raw: dict, section: str, parse) -> tuple[tuple, list[tuple[KeyPath, str]]]:
+    """Parse each entry of a name -> entry section with `parse(name, entry, key path)`."""
+    entries = raw.get(section)
+    if not isinstance(entries, dict):
+        return (), []
+    built, problems = [], []
+    for name, entry in entries.items():
+        value, found = parse(str(name), entry, (section, name))
+        problems.extend(found)
+        if value is not None and not found:
+            built.append(value)
+    return tuple(built), problems
 
 
-def _build(doc: _RulesFile) -> Ruleset:
+def _names(raw: dict, templates, calendars, policies) -> Names:
+    """What exists in the file, read from the raw data (robust to errors elsewhere)."""
+    def keys(section: str) -> frozenset[str]:
+        value = raw.get(section)
+        return frozenset(str(k) for k in value) if isinstance(value, dict) else frozenset()
+
+    agents: dict[str, str] = {}
+    for agent in raw.get("agents") or ():
+        if isinstance(agent, dict) and isinstance(agent.get("address"), str):
+            primary = agent["address"].strip().lower()
+            aliases = agent.get("aliases") if isinstance(agent.get("aliases"), list) else []
+            for address in (primary, *aliases):
+                if isinstance(address, str):
+                    agents.setdefault(address.strip().lower(), primary)
+    # a calendar with problems of its own still exists for the rules that name it (the
+    # file is refused anyway; "no calendar 'office'" on top would send the admin astray)
+    named = {name: _UNUSABLE for name in keys("calendars")} | {c.name: c for c in calendars}
+    return Names(queues=keys("queues"), teams=keys("teams"), agents=agents,
+                 policies=keys("sla"), templates=templates, calendars=named)
+
+
+class _Unusable:
+    """Stands for a calendar that failed to load; never evaluated (the load fails)."""
+
+    def is_open(self, at) -> bool:
+        raise RuntimeError("a calendar with errors was used")
+
+
+_UNUSABLE = _Unusable()
+
+
+def _build(doc: _RulesFile, rules, calendars, policies, source: str) -> Ruleset:
     primary = _primary_addresses(doc)
     return Ruleset(
         version=doc.version,
-        queues=tuple(Queue(name, q.address, q.team) for name, q in doc.queues.items()),
-        agents=tuple(Agent(a.address, a.name, tuple(a.aliases)) for a in doc.agents or ()),
-        teams=tuple(Team(name, tuple(primary[m.lower()] for m in t.members))
+        queues=tuple(Queue(name, q.address, q.team, q.sla) for name, q in doc.queues.items()),
+        agents=tuple(Agent(a.address, a.name, tuple(a.aliases), a.available)
+                     for a in doc.agents or ()),
+        teams=tuple(Team(name, tuple(primary[m.lower()] for m in t.members), t.assign)
                     for name, t in (doc.teams or {}).items()),
+        rules=rules,
+        contacts=tuple(Contact(c.address.lower(), c.name, c.org, c.tier) for c in doc.contacts or ()),
+        calendars=calendars,
+        sla_policies=policies,
+        source=source,
     )

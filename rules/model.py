@@ -1,7 +1,8 @@
 """The validated ruleset: frozen values built by `rules/load.py`, read by the engine.
 
-Version 1 holds the queues, the agents and the teams. Rules, SLA policies and calendars
-join as new frozen fields here and new sections in the loader.
+A `Ruleset` holds the queues, the agents and teams, the contacts, the business calendars,
+the names of the SLA policies, and the routing `Rule`s in file order (each a compiled
+condition from `rules.conditions` and its `Actions`).
 
 Addresses of agents and team members are lower-cased on construction, so every lookup
 here compares case-insensitively. A `Ruleset` refuses (ValueError) what the loader would
@@ -11,6 +12,14 @@ must be defined, a team's members must be agents, no address may belong to two a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from rules.facts import Contact
+
+# assignment kinds: `assign: alice@example.com`, `{round_robin: TEAM}`, `{least_open: TEAM}`
+AGENT, ROUND_ROBIN, LEAST_OPEN = "agent", "round_robin", "least_open"
+TEAM_POLICIES = (ROUND_ROBIN, LEAST_OPEN)
+PRIORITIES = ("low", "normal", "high", "urgent")      # as store.models.PRIORITIES
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,7 @@ class Agent:
     address: str                       # primary address, lower-cased
     name: str                          # display name, as written ("Alice Agent")
     aliases: tuple[str, ...] = ()      # other addresses that are the same agent, lower-cased
+    available: bool = True             # False: away; round robin and least-open skip them
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "address", _norm(self.address))
@@ -38,6 +48,7 @@ class Agent:
 class Team:
     name: str                          # identifier from rules.yaml, like a queue name
     members: tuple[str, ...]           # agents' primary addresses, lower-cased, file order
+    assign: str | None = None          # ROUND_ROBIN | LEAST_OPEN: new tickets of its queues
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", tuple(_norm(m) for m in self.members))
@@ -48,6 +59,43 @@ class Queue:
     name: str            # identifier from rules.yaml: [a-z0-9][a-z0-9_-]*
     address: str         # the support address that feeds this queue, as written in the file
     team: str | None = None   # the team that works this queue; None: every agent
+    sla: str | None = None    # the SLA policy of its tickets, unless a rule chose one
+
+
+@dataclass(frozen=True)
+class Assign:
+    """Who gets a new ticket: one agent, or a team's turn (round robin, fewest open)."""
+    kind: str            # AGENT | ROUND_ROBIN | LEAST_OPEN
+    target: str          # the agent's primary address, or the team's name
+
+    def __str__(self) -> str:
+        return self.target if self.kind == AGENT else f"{self.kind} over team {self.target}"
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What a rule's `then:` sets; None (or empty) leaves the field to later rules/defaults."""
+    queue: str | None = None
+    priority: str | None = None
+    assign: Assign | None = None
+    tags: tuple[str, ...] = ()
+    sla: str | None = None
+    auto_reply: str | bool | None = None    # a template name, False: none, None: unchanged
+    discard: bool = False
+    stop: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    when: Any                  # a compiled rules.conditions.Condition
+    then: Actions
+    on_reply: bool = False     # `on: reply`: also applies to mail that answers a ticket
+    line: int = 0              # where the rule starts in the file (for explanations)
+
+    @property
+    def stop(self) -> bool:
+        return self.then.stop
 
 
 @dataclass(frozen=True)
@@ -56,10 +104,16 @@ class Ruleset:
     queues: tuple[Queue, ...]          # in file order; the first one is the default queue
     agents: tuple[Agent, ...] = ()     # in file order
     teams: tuple[Team, ...] = ()       # in file order
+    rules: tuple[Rule, ...] = ()       # in file order
+    contacts: tuple[Contact, ...] = ()
+    calendars: tuple[Any, ...] = ()    # rules.calendar.Calendar, in file order
+    sla_policies: tuple[Any, ...] = () # SLA policies (names are what rules may refer to)
+    source: str = ""                   # the file it was loaded from ('' when built in code)
     _by_address: dict[str, Queue] = field(init=False, repr=False, compare=False)
     _agent_by_address: dict[str, Agent] = field(init=False, repr=False, compare=False)
     _queue_by_name: dict[str, Queue] = field(init=False, repr=False, compare=False)
     _team_by_name: dict[str, Team] = field(init=False, repr=False, compare=False)
+    _contact_by_address: dict[str, Contact] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -83,12 +137,20 @@ class Ruleset:
         object.__setattr__(self, "_agent_by_address", agents)
         object.__setattr__(self, "_queue_by_name", {q.name: q for q in self.queues})
         object.__setattr__(self, "_team_by_name", teams)
+        object.__setattr__(self, "_contact_by_address",
+                           {_norm(c.address): c for c in reversed(self.contacts)})
 
     # --- queues ---------------------------------------------------------------------------
 
     def queue_for_address(self, address: str) -> Queue | None:
-        """The queue that receives mail sent to `address` (case-insensitive), or None."""
-        return self._by_address.get(_norm(address))
+        """The queue that receives mail sent to `address` (case-insensitive; with a
+        +detail, billing+vip@example.com is billing@example.com), or None."""
+        address = _norm(address)
+        found = self._by_address.get(address)
+        if found is None and "+" in address.partition("@")[0]:
+            local, _, domain = address.partition("@")
+            found = self._by_address.get(f"{local.split('+', 1)[0]}@{domain}")
+        return found
 
     @property
     def addresses(self) -> frozenset[str]:
@@ -103,6 +165,14 @@ class Ruleset:
     def queue(self, name: str) -> Queue | None:
         """The queue called `name`, or None."""
         return self._queue_by_name.get(name)
+
+    def contact(self, address: str) -> Contact | None:
+        """The `contacts:` entry for `address` (case-insensitive), or None."""
+        return self._contact_by_address.get(_norm(address))
+
+    def calendar(self, name: str):
+        """The business calendar called `name`, or None."""
+        return next((c for c in self.calendars if c.name == name), None)
 
     # --- agents and teams -----------------------------------------------------------------
 
@@ -130,6 +200,13 @@ class Ruleset:
         if queue is None or queue.team is None:
             return self.agents
         return tuple(self._agent_by_address[m] for m in self._team_by_name[queue.team].members)
+
+    def available_members(self, team_name: str) -> tuple[Agent, ...]:
+        """The team's members who are not away (`available: false`), in the team's order."""
+        team = self.team(team_name)
+        if team is None:
+            return ()
+        return tuple(a for a in (self._agent_by_address[m] for m in team.members) if a.available)
 
     def match_agents(self, text: str) -> tuple[Agent, ...]:
         """The agents `text` names, as in `#assign <text>`; file order.

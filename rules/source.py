@@ -43,7 +43,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 __all__ = [
     "Address", "ConfigError", "ConfigProblem", "KeyPath", "Locator", "StrictModel",
-    "check_address", "dotted", "load_yaml", "problem_at", "validate",
+    "check_address", "describe", "dotted", "load_yaml", "not_one_of", "problem_at", "validate",
 ]
 
 KeyPath = tuple[str | int, ...]
@@ -235,11 +235,11 @@ def _message(model_cls: type[BaseModel], error: Any, path: KeyPath) -> str:
         return _unknown_key(model_cls, path)
     if kind in _EXPECTED:
         what = "a name (string)" if "[key]" in error["loc"] else _EXPECTED[kind]
-        return f"expected {what}, got {_describe(error.get('input'))}"
+        return f"expected {what}, got {describe(error.get('input'))}"
     if kind in _BOUND:
         words, ctx_key = _BOUND[kind]
         bound = error.get("ctx", {}).get(ctx_key)
-        return f"expected {words} {bound}, got {_describe(error.get('input'))}"
+        return f"expected {words} {bound}, got {describe(error.get('input'))}"
     if kind in ("value_error", "assertion_error") and "error" in error.get("ctx", {}):
         return str(error["ctx"]["error"])
     return error["msg"]
@@ -291,7 +291,15 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def _describe(value: Any) -> str:
+def not_one_of(value: Any, allowed: Sequence[str], kind: str) -> str:
+    """"unknown action 'queu'; did you mean 'queue'? (allowed: queue, priority, ...)"."""
+    guess = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f"; did you mean {guess[0]!r}?" if guess else ""
+    return f"unknown {kind} {value!r}{hint} (allowed: {', '.join(allowed)})"
+
+
+def describe(value: Any) -> str:
+    """A value as an error message names it: "string 'yes'", "a list", "an empty value"."""
     if value is None:
         return "an empty value"
     if isinstance(value, bool):

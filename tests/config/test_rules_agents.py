@@ -240,16 +240,16 @@ def test_an_unknown_key_in_an_agent_or_a_team_is_refused_with_a_hint(write):
         agents:
           - {address: alice@example.com, name: Alice, alias: [a@example.com]}
         teams:
-          l1: {members: [alice@example.com], assign: round_robin}
+          l1: {members: [alice@example.com], lead: alice@example.com}
         queues:
           general: {address: support@example.com, team: l1}
     """)
     problems = refused(path)
     assert [(p.line, p.key) for p in problems] == [(3, "agents[0].alias"),
-                                                   (5, "teams.l1.assign")]
+                                                   (5, "teams.l1.lead")]
     assert problems[0].message == ("unknown key; did you mean 'aliases'? "
-                                   "(allowed here: address, name, aliases)")
-    assert problems[1].message == "unknown key (allowed here: members)"
+                                   "(allowed here: address, name, aliases, available)")
+    assert problems[1].message == "unknown key (allowed here: members, assign)"
 
 
 def test_a_team_member_must_be_an_agent(write):

@@ -127,10 +127,11 @@ def test_unknown_key_inside_a_queue_is_refused(write):
         queues:
           general:
             address: support@example.com
-            sla: standard
+            owner: alice@example.com
     """, "rules.yaml")
     [problem] = refused(path)
-    assert str(problem) == f"{path}:5:5: queues.general.sla: unknown key (allowed here: address, team)"
+    assert str(problem) == (f"{path}:5:5: queues.general.owner: unknown key "
+                            "(allowed here: address, team, sla)")
 
 
 def test_bad_queue_name_and_bad_address_are_both_reported(write):
