@@ -22,8 +22,9 @@ from store.models import Event, Ticket, TicketTag
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("status", "priority", "assign", "queue", "tag", "untag")
-COLUMNS = {"priority": "priority", "assign": "assignee", "queue": "queue"}   # plain column sets
+FIELDS = ("status", "priority", "assign", "queue", "sla", "tag", "untag")
+COLUMNS = {"priority": "priority", "assign": "assignee", "queue": "queue",
+           "sla": "sla_policy"}   # plain column sets
 
 
 class UnknownChange(ValueError):

@@ -45,12 +45,17 @@ class Ticket(BaseModel):
     queue = pw.CharField(default="general", index=True, max_length=64)
     requester = pw.ForeignKeyField(Contact, backref="tickets")
     assignee = pw.TextField(null=True)
+    sla_policy = pw.TextField(null=True)     # the rules' SLA policy name (None: no SLA)
     linked_to = pw.BigIntegerField(null=True)
     created_at = pw.DateTimeField(index=True)
     updated_at = pw.DateTimeField()
     first_response_at = pw.DateTimeField(null=True)
     resolved_at = pw.DateTimeField(null=True)
     closed_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        # least-open assignment counts each member's open tickets
+        indexes = ((("assignee", "status"), False),)
 
 
 class TicketTag(BaseModel):

@@ -47,6 +47,7 @@ REOPENS = ("resolved",)       # a reply reopens these
 CLOSED = ("closed",)          # a reply reopens these within reopen_days, else opens a new, linked one
 WAITS = ("pending",)          # a customer's reply ends the wait: the ticket is open again
 UNVERIFIED, NEW_TICKET = "unverified", "new_ticket"     # what a stranger's reply does
+DISCARDED = "discarded"       # message kind of mail the rules discarded
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,9 @@ def message_key(message_id: str | None, raw: bytes) -> str:
 
 
 def record_inbound(msg: InboundMessage, *, now: datetime, reopen_days: int = 14,
-                   strangers: str = UNVERIFIED) -> Recorded:
+                   strangers: str = UNVERIFIED, quiet: bool = False) -> Recorded:
+    """Thread `msg` into its ticket or open one.  `quiet`: if it answers a ticket, store
+    it without changing the ticket's status (the rules discarded it)."""
     known = known_delivery(msg, now)
     if known is not None:
         return known
@@ -126,10 +129,11 @@ def record_inbound(msg: InboundMessage, *, now: datetime, reopen_days: int = 14,
         return Recorded(CREATED, number, ticket_id, message_pk, threaded_by, linked_to=linked_to)
     unverified = not _is_party(ticket, msg.from_address)
     message_pk = _store_message(ticket.id, msg, now=now, unverified=unverified)
-    if ticket.status in (*REOPENS, *CLOSED) and not unverified and msg.kind == "normal":
+    counts = not quiet and not unverified and msg.kind == "normal"   # a customer's own reply
+    if counts and ticket.status in (*REOPENS, *CLOSED):
         ticket.status, ticket.resolved_at, ticket.closed_at, reopened = "open", None, None, True
         add_event(ticket.id, now, msg.from_address or "unknown", "reopened", "customer replied")
-    elif ticket.status in WAITS and not unverified and msg.kind == "normal":
+    elif counts and ticket.status in WAITS:
         ticket.status = "open"          # the wait on the customer is over (DESIGN §7)
         add_event(ticket.id, now, msg.from_address or "unknown", "status", "open (customer replied)")
     ticket.updated_at = now
@@ -268,6 +272,16 @@ def _attachment_row(att: Attachment) -> int:
         return found
     return insert_row(StoredAttachment, sha256=digest, content_type=att.content_type,
                       size=len(att.data), data=att.data)
+
+
+def mark_discarded(message_pk: int, why: str) -> None:
+    """The rules discarded this inbound message: kind `discarded` (no agent reply answers
+    it, `maild show` labels it), its classification kept in `evidence`."""
+    message = Message.get_by_id(message_pk)
+    message.evidence = f"{why}; classified {message.kind}" + (
+        f" ({message.evidence})" if message.evidence else "")
+    message.kind = DISCARDED
+    message.save()
 
 
 def add_event(ticket_id: int, at: datetime, actor: str, kind: str, detail: str = "") -> None:

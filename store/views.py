@@ -66,7 +66,7 @@ def show_ticket(number: int) -> dict:
     events = [{"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "detail": e.detail}
               for e in Event.select().where(Event.ticket == ticket).order_by(Event.id)]
     return {"number": ticket.number, "subject": ticket.subject, "status": ticket.status,
-            "priority": ticket.priority, "queue": ticket.queue,
+            "priority": ticket.priority, "queue": ticket.queue, "sla": ticket.sla_policy,
             "requester": ticket.requester.address, "assignee": ticket.assignee,
             "tags": _tags_of([ticket.id]).get(ticket.id, []), "linked_to": ticket.linked_to,
             "participants": participants, "created_at": _iso(ticket.created_at),

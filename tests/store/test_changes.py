@@ -89,7 +89,9 @@ def test_a_version_1_database_is_upgraded_and_keeps_its_mail(db):
             from_address="support@example.com", to_address="carol@customer.example",
             subject="[Acme #1] Printer", message_id="maild.1.x@example.com", in_reply_to=None,
             references=(), text="Thanks", html=None), now=NOW)
-    # make it a version-1 database: without the columns version 2 added
+    # make it a version-1 database: without what versions 2 and 3 added
+    db.execute_sql('DROP INDEX "ticket_assignee_status"')
+    db.execute_sql('ALTER TABLE "ticket" DROP COLUMN "sla_policy"')
     for table, column in (("message", "author"), ("message", "internal"), ("message", "auth"),
                           ("outbox", "cc"), ("outbox", "reply_to"), ("outbox", "auto_submitted")):
         db.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
@@ -100,3 +102,4 @@ def test_a_version_1_database_is_upgraded_and_keeps_its_mail(db):
     [row] = Outbox.select()
     assert (row.cc, row.reply_to, row.auto_submitted) == ("", None, "auto-replied")
     assert show_ticket(ticket.ticket_number)["messages"][0]["internal"] is False
+    assert Ticket.get_by_id(ticket.ticket_id).sla_policy is None
