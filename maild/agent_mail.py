@@ -1,6 +1,6 @@
 """An authenticated agent's mail: a public reply, an internal note, commands — or nothing.
 
-    outcome = handle(inbound, decision, context, now=now)    # inside the batch transaction
+    outcome = handle(inbound, routing, context, now=now)    # inside the batch transaction
 
 Only mail that `maild.pipeline.prepare` proved to come from an agent (`inbound.author`,
 DESIGN §5) gets here.  It must answer a ticket (subject token, In-Reply-To/References);
@@ -47,7 +47,7 @@ from maild import customer_mail, drafts
 from maild.customer_mail import Outcome
 from maild.pipeline import Context
 from parsers.commands import CommandBlock
-from rules.engine import Decision
+from rules.engine import Routing
 from rules.model import Agent
 from store import changes, outbox, tickets
 from store.snapshot import TicketSnapshot, snapshot
@@ -67,14 +67,14 @@ class CommandsRefused(Exception):
         self.errors = errors
 
 
-def handle(inbound: InboundMessage, decision: Decision, context: Context, *, now: datetime) -> Outcome:
+def handle(inbound: InboundMessage, routing: Routing, context: Context, *, now: datetime) -> Outcome:
     known = tickets.known_delivery(inbound, now)
     if known is not None:
         return Outcome(known)
     ticket, threaded_by = tickets.find_ticket(inbound)
     block: CommandBlock = inbound.commands
     if ticket is None:
-        outcome = customer_mail.handle(inbound, decision, context, now=now)
+        outcome = customer_mail.handle(inbound, routing, context, now=now)
         if block.commands or block.errors:
             tickets.add_event(outcome.recorded.ticket_id, now, inbound.author, "commands_ignored",
                               "the mail answers no ticket; its command lines were not executed")
@@ -86,7 +86,7 @@ def handle(inbound: InboundMessage, decision: Decision, context: Context, *, now
                "token: not acted on (a signed mail of theirs may have been replayed)")
         log.warning("ticket=#%s mail from %s: %s", ticket.number, agent.address, why)
         return customer_mail.handle(dataclasses.replace(inbound, author="", auth=why, commands=None),
-                                    decision, context, now=now)
+                                    routing, context, now=now)
     snap = snapshot(ticket.id)
     internal = block.note or _to_comment_address(inbound, context)
     try:

@@ -5,6 +5,10 @@
     maild [-c CONFIG] process                 process the spool and send mail, no listeners
     maild [-c CONFIG] ingest [--recipient A]  read one message on stdin (Postfix pipe, procmail)
     maild [-c CONFIG] check                   validate maild.yaml, rules.yaml and templates
+    maild [-c CONFIG] rules check [FILE]      validate a rules file (exit 0/1)
+    maild [-c CONFIG] rules test MESSAGE.eml [--json] [--recipient A] [--at T] [--new|--reply]
+                                              which rules match a message and why; changes nothing
+    maild [-c CONFIG] reload                  check the rules, then make the daemon reload them
     maild [-c CONFIG] tickets [--status S] [--assignee A] [--queue Q] [--json]
     maild [-c CONFIG] show N [--json]
     maild [-c CONFIG] outbox [--status S] [--json]
@@ -44,6 +48,22 @@ def _parser() -> argparse.ArgumentParser:
                         help="envelope sender ('' for the null sender <>; unknown if absent)")
     ingest.add_argument("--no-send", action="store_true", help="queue outbound mail but do not deliver it now")
     sub.add_parser("check", help="validate configuration, rules and templates")
+    rules = sub.add_parser("rules", help="check rules.yaml, or explain how a message is routed")
+    rsub = rules.add_subparsers(dest="action", required=True)
+    rcheck = rsub.add_parser("check", help="validate a rules file (default: the configured one)")
+    rcheck.add_argument("file", nargs="?", type=Path)
+    rtest = rsub.add_parser("test", help="show which rules match MESSAGE.eml and why")
+    rtest.add_argument("message", help="a message file (RFC 5322), or - for stdin")
+    rtest.add_argument("--json", action="store_true")
+    rtest.add_argument("--recipient", action="append", default=[],
+                       help="envelope recipient (default: our address in To/Cc)")
+    rtest.add_argument("--at", help="arrival time, ISO 8601 (default: now), for business_hours")
+    rtest.add_argument("--sender", default=None,
+                       help="envelope sender ('' for the null sender <>); unknown if absent")
+    case = rtest.add_mutually_exclusive_group()
+    case.add_argument("--new", action="store_true", help="evaluate as a new ticket")
+    case.add_argument("--reply", action="store_true", help="evaluate as a reply to a ticket")
+    sub.add_parser("reload", help="check the rules, then make the running daemon reload them")
     tickets = sub.add_parser("tickets", help="list tickets")
     tickets.add_argument("--status")
     tickets.add_argument("--assignee", help="an agent's address")

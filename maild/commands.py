@@ -75,6 +75,11 @@ def cmd_init(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import signal
+    # A reload asked for while starting (`systemctl reload` right after start) must not
+    # kill us: SIGHUP's default action is to exit.  The rules are being read anyway; the
+    # daemon's own handler replaces this once its loop runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = _settings(args)
     logs.configure(settings.log_level)
     from maild.daemon import BOTH, INTAKE, serve
@@ -206,6 +211,7 @@ MESSAGE_LABELS = {
     ("in", "note"): "INTERNAL NOTE",
     ("in", "command"): "AGENT COMMANDS",
     ("in", "refused"): "AGENT MAIL REFUSED (nothing applied)",
+    ("in", "discarded"): "DISCARDED by the rules (answered never)",
     ("out", "ack"): "acknowledgement to the customer",
     ("out", "reply"): "reply relayed to the customer",
     ("out", "notify"): "notification to an agent",
@@ -240,6 +246,7 @@ def cmd_show(args) -> int:
     print(f"  status {ticket['status']}, priority {ticket['priority']}, queue {ticket['queue']}, "
           f"requester {ticket['requester']}, assignee {ticket['assignee'] or '-'}"
           + (f", tags {' '.join(ticket['tags'])}" if ticket["tags"] else "")
+          + (f", SLA {ticket['sla']}" if ticket.get("sla") else "")
           + (f", linked to #{ticket['linked_to']}" if ticket["linked_to"] else ""))
     for m in ticket["messages"]:
         print(f"\n--- {_message_label(m)}, {m['created_at']}, from {m['from']} to {m['to']}")
@@ -293,3 +300,13 @@ def _print_quarantine(items, *, as_json: bool) -> None:
     for r in rows:
         print(f"{r['id']:>6} {r['received_at']} {r['size']:>8} B  {r['reason']}")
     print(f"{len(rows)} quarantined message(s)")
+
+
+def cmd_rules(args) -> int:
+    from maild.rules_commands import cmd_rules as run
+    return run(args)
+
+
+def cmd_reload(args) -> int:
+    from maild.rules_commands import cmd_reload as run
+    return run(args)

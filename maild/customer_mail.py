@@ -1,13 +1,16 @@
 """A customer's mail (anyone who is not an authenticated agent): record it, answer, tell agents.
 
-    outcome = handle(inbound, decision, context, now=now)    # inside the batch transaction
+    outcome = handle(inbound, routing, context, now=now)    # inside the batch transaction
 
 1. `store.tickets.record_inbound` threads it into a ticket or opens one (duplicates,
-   strangers, reopening: see there).
-2. A new ticket gets the acknowledgement, unless the mail is automatic, from the null
-   sender or from us, or its sender had their hourly share of automatic mail (the loop
-   brake, DESIGN §1.5).
-3. The agents hear of it: a new ticket → the assignee, else the queue's team; a reply →
+   strangers, reopening: see there).  A reply that an `on: reply` rule discards is
+   stored without reopening anything.
+2. `maild.routing` applies the rules' decision: tags, SLA policy, assignee, discard.
+   A discarded mail stops here: no acknowledgement, no notification.
+3. A new ticket gets the acknowledgement (the rules may pick its template or none),
+   unless the mail is automatic, from the null sender or from us, or its sender had
+   their hourly share of automatic mail (the loop brake, DESIGN §1.5).
+4. The agents hear of it: a new ticket → the assignee, else the queue's team; a reply →
    the assignee, else the team (also when the assignee is the claimed sender or no longer
    an agent).  A stranger's reply is announced with a warning; so is
    mail from an agent's address that failed authentication (it acts as nothing).
@@ -19,10 +22,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from maild import drafts
+from maild import drafts, routing as rules_routing
 from maild.pipeline import Context, may_auto_reply
 from parsers.classify import NORMAL
-from rules.engine import Decision
+from rules.engine import Routing
 from store import outbox, tickets
 from store.snapshot import snapshot
 from store.tickets import DUPLICATE, InboundMessage, Recorded
@@ -38,28 +41,34 @@ class Outcome:
     summary: str = ""
 
 
-def handle(inbound: InboundMessage, decision: Decision, context: Context, *, now: datetime) -> Outcome:
+def handle(inbound: InboundMessage, routing: Routing, context: Context, *, now: datetime) -> Outcome:
+    quiet = routing.reply is not None and routing.reply.discard
     recorded = tickets.record_inbound(inbound, now=now, reopen_days=context.reopen_days,
-                                      strangers=context.unknown_sender)
+                                      strangers=context.unknown_sender, quiet=quiet)
     if recorded.outcome == DUPLICATE:
         return Outcome(recorded)
     if inbound.auth:
         tickets.add_event(recorded.ticket_id, now, inbound.from_address, "auth_failed", inbound.auth)
-    acked = recorded.created and _acknowledge(recorded, inbound, decision, context, now)
+    applied = rules_routing.apply(recorded, routing, context.ruleset, now=now,
+                                  automatic=inbound.kind != NORMAL)
+    if applied.discarded:
+        return Outcome(recorded, summary="discarded by the rules")
+    acked = recorded.created and _acknowledge(recorded, inbound, routing, context, now)
     notified = _notify(recorded, inbound, context, now) if inbound.kind == NORMAL else 0
     return Outcome(recorded, acknowledged=acked, notified=notified)
 
 
-def _acknowledge(recorded: Recorded, inbound: InboundMessage, decision: Decision,
+def _acknowledge(recorded: Recorded, inbound: InboundMessage, routing: Routing,
                  context: Context, now: datetime) -> bool:
-    refusal = may_auto_reply(inbound, decision, context)
+    refusal = may_auto_reply(inbound, routing, context)
     if refusal is None and outbox.automatic_sent_since(
             inbound.from_address, now - timedelta(hours=1)) >= context.auto_replies_per_hour:
         refusal = f"loop brake: {context.auto_replies_per_hour} automatic mails/hour to {inbound.from_address}"
     if refusal is not None:
         tickets.add_event(recorded.ticket_id, now, "system", "no_acknowledgement", refusal)
         return False
-    outbox.enqueue(drafts.acknowledgement(recorded, inbound, context), now=now)
+    outbox.enqueue(drafts.acknowledgement(recorded, inbound, context, template=routing.new.template),
+                   now=now)
     return True
 
 

@@ -30,6 +30,7 @@ from maild.envelope import Envelope
 from maild.intake import IntakeHandler
 from maild.listen import start_listener
 from maild.outbound import Sender
+from maild.pidfile import remove_pid_file, write_pid_file
 from maild.relay import relay_from_url
 from maild.runtime import Runtime
 from maild.spool import SpoolBusy
@@ -86,6 +87,8 @@ class Daemon:
             for sig, handler in ((signal.SIGTERM, self._on_term), (signal.SIGINT, self._on_term),
                                  (signal.SIGHUP, self._on_hup)):
                 loop.add_signal_handler(sig, handler)
+        if self.role != PROCESSING:
+            write_pid_file(self.settings.spool_dir)          # for `maild reload`
         self.ready.set()
         log.info("maild %s ready: %s", self.role, ", ".join(self.bound()) or "no listeners")
         if self.wake_fd is not None:
@@ -113,6 +116,8 @@ class Daemon:
             await self._close_listeners()
         self.store.shutdown(wait=True)
         self.runtime.spool.close()
+        if self.role != PROCESSING:
+            remove_pid_file(self.settings.spool_dir)
         log.info("maild stopped")
 
     async def _run_intake(self) -> None:

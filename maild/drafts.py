@@ -78,9 +78,10 @@ def queue_address(queue: str, context) -> str:
     return found.address.lower() if found else context.helpdesk_address
 
 
-def acknowledgement(recorded, inbound, context) -> OutgoingDraft:
-    """The automatic answer to a new ticket, to the customer who opened it."""
-    rendered = context.render(ACK, {
+def acknowledgement(recorded, inbound, context, *, template: str = ACK) -> OutgoingDraft:
+    """The automatic answer to a new ticket, to the customer who opened it; `template`
+    is the rules' choice (`auto_reply: NAME`), rendered with the same values as `ack`."""
+    rendered = context.render(template, {
         "helpdesk": _helpdesk(context),
         "ticket": {"number": recorded.ticket_number, "subject": inbound.subject,
                    "token": f"[{context.token_prefix} #{recorded.ticket_number}]",
@@ -90,7 +91,7 @@ def acknowledgement(recorded, inbound, context) -> OutgoingDraft:
     })
     in_reply_to, references = _thread(inbound.message_id, inbound.references)
     return OutgoingDraft(
-        ticket_id=recorded.ticket_id, template=ACK, automatic=True,
+        ticket_id=recorded.ticket_id, template=template, automatic=True,
         from_name=context.helpdesk_name, from_address=context.helpdesk_address,
         to_address=inbound.from_address,
         subject=threads.add_token(inbound.subject or "(no subject)", context.token_prefix,

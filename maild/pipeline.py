@@ -1,11 +1,16 @@
 """From a spooled message to what the store records: parse → classify → identify → thread → route.
 
-    inbound, decision = prepare(raw, envelope, context)    # no database
-    refusal = may_auto_reply(inbound, decision, context)   # None: an acknowledgement may go
+    inbound, routing = prepare(raw, envelope, context, received_at=t)   # no database
+    refusal = may_auto_reply(inbound, routing, context)   # None: an acknowledgement may go
 
 `prepare` turns raw bytes and their envelope into a frozen `store.tickets.InboundMessage`;
 every step is a function of values, so each is tested alone and a failure anywhere
 becomes a quarantine reason rather than a crash.
+
+Route (DESIGN §6): the rules see the message's `rules.facts.Facts` (with the sender's
+`contacts:` entry and the time it was received, for `business_hours`) and decide twice,
+as a new ticket and as a reply, because only the store knows which it is
+(`rules.engine.route`); `maild.routing` applies the one that came true.
 
 Identify (DESIGN §5): mail whose From is an agent's address or alias, and that is not
 automatic, is checked with `parsers.auth` under `context.trust` (the DKIM policy may look
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Callable
 
@@ -26,7 +32,8 @@ from parsers.commands import split_commands
 from parsers import threading as threads
 from parsers.classify import AUTOMATIC, NORMAL, classify
 from parsers.message import ParsedMail, parse
-from rules.engine import Decision, Facts, evaluate
+from rules.engine import Routing, route
+from rules.facts import Facts
 from rules.model import Ruleset
 from store.tickets import NEW_TICKET, UNVERIFIED, InboundMessage, message_key
 
@@ -80,18 +87,19 @@ def receiving_address(envelope: Envelope, mail: ParsedMail, context: Context) ->
     return context.helpdesk_address.lower()
 
 
-def prepare(raw: bytes, envelope: Envelope, context: Context) -> tuple[InboundMessage, Decision]:
+def prepare(raw: bytes, envelope: Envelope, context: Context, *,
+            received_at: datetime | None = None) -> tuple[InboundMessage, Routing]:
+    """`received_at`: when the spool accepted it (naive = UTC; None: now)."""
     mail = parse(raw)
-    verdict = classify(mail, envelope_sender=envelope.mail_from,
-                       own_addresses=context.own_addresses, loop_header=LOOP_HEADER,
-                       loop_value=context.hostname)
+    verdict = classify_mail(mail, envelope, context)
     recipient = receiving_address(envelope, mail, context)
     candidates = threads.reply_candidates(mail)
     ours = tuple(n for n in (threads.ticket_from_message_id(c, context.hostname) for c in candidates)
                  if n is not None)
-    decision = evaluate(context.ruleset, Facts(
-        recipient=recipient, from_address=mail.from_address, subject=mail.subject,
-        is_reply=bool(candidates), automatic=verdict.kind in AUTOMATIC))
+    token = threads.find_token(mail.subject, context.token_prefix)
+    routing = route(context.ruleset, rule_facts(mail, verdict.kind, recipient, context, received_at),
+                    may_be_reply=bool(candidates) or token is not None)
+    decision = routing.new
     author, auth, commands = identify(raw, mail, verdict.kind, context)
     inbound = InboundMessage(
         raw=raw, message_key=message_key(mail.message_id, raw), message_id=mail.message_id,
@@ -101,14 +109,34 @@ def prepare(raw: bytes, envelope: Envelope, context: Context) -> tuple[InboundMe
         references=mail.references, text=mail.text, visible_text=mail.visible_text,
         html=mail.html,
         attachments=mail.attachments,
-        token_ticket=threads.find_token(mail.subject, context.token_prefix),
+        token_ticket=token,
         reply_candidates=candidates, our_ticket_refs=ours, queue=decision.queue,
         priority=decision.priority,
         own_addresses=context.not_participants,
         author=author, auth=auth, commands=commands,
         to_comment=bool(context.comment_address)
         and context.comment_address in (*envelope.rcpt_tos, *mail.to, *mail.cc))
-    return inbound, decision
+    return inbound, routing
+
+
+def _aware(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(timezone.utc)
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def classify_mail(mail: ParsedMail, envelope: Envelope, context: Context):
+    """`parsers.classify` with what this help desk knows (its addresses, its loop header)."""
+    return classify(mail, envelope_sender=envelope.mail_from, own_addresses=context.own_addresses,
+                    loop_header=LOOP_HEADER, loop_value=context.hostname)
+
+
+def rule_facts(mail: ParsedMail, kind: str, recipient: str, context: Context,
+               received_at: datetime | None, *, is_reply: bool = False) -> Facts:
+    """What the rules see of a message (`rules.facts`)."""
+    return Facts.of(mail, recipient=recipient, is_reply=is_reply, received_at=_aware(received_at),
+                    contact=context.ruleset.contact(mail.from_address) if mail.from_address else None,
+                    automatic=kind in AUTOMATIC)
 
 
 def identify(raw: bytes, mail: ParsedMail, kind: str, context: Context):
@@ -129,10 +157,12 @@ def identify(raw: bytes, mail: ParsedMail, kind: str, context: Context):
     return agent.address, "", split_commands(mail.visible_text)
 
 
-def may_auto_reply(inbound: InboundMessage, decision: Decision, context: Context) -> str | None:
+def may_auto_reply(inbound: InboundMessage, routing: Routing, context: Context) -> str | None:
     """None if an automatic reply is allowed, else the reason it is not."""
-    if not decision.auto_reply:
-        return "rules: no acknowledgement"
+    if routing.new.discard:
+        return "rules: discarded (" + "; ".join(routing.new.matched) + ")"
+    if routing.new.changes.auto_reply is False:
+        return "rules: no acknowledgement (" + "; ".join(routing.new.matched) + ")"
     if inbound.kind != NORMAL:
         return f"automatic mail ({inbound.kind}: {inbound.evidence})"
     if not inbound.from_address or "@" not in inbound.from_address:

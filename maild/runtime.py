@@ -29,12 +29,34 @@ from store.migrations import migrate
 log = logging.getLogger(__name__)
 
 
-def load_policy(settings: Settings) -> tuple[Ruleset, templates.TemplateEnvironment]:
-    """The admin's part: rules.yaml and the templates (site overrides first).  Raises
-    ConfigError or TemplateError naming the file at fault."""
-    ruleset = load_rules(settings.rules_path)
+def load_policy(settings: Settings, rules_path: Path | None = None
+                ) -> tuple[Ruleset, templates.TemplateEnvironment]:
+    """The admin's part: rules.yaml (or `rules_path`) and the templates (site overrides
+    first).  Raises ConfigError or TemplateError naming the file at fault."""
+    env = templates.TemplateEnvironment(_override_dir(settings))
+    ruleset = load_rules(rules_path or settings.rules_path, templates=frozenset(env.names()))
     _check_agents_are_not_ours(settings, ruleset)
-    return ruleset, templates.TemplateEnvironment(_override_dir(settings))
+    check_acknowledgements(ruleset, env)
+    return ruleset, env
+
+
+def check_acknowledgements(ruleset: Ruleset, env: templates.TemplateEnvironment) -> None:
+    """Every template a rule names in `auto_reply:` renders with the values an
+    acknowledgement gets (a rule naming `reply` or a broken site template is refused at
+    its line, before any customer waits for it)."""
+    problems = []
+    for i, rule in enumerate(ruleset.rules):
+        name = rule.then.auto_reply
+        if not isinstance(name, str):
+            continue
+        try:
+            env.render(name, templates.SAMPLE_CONTEXTS["ack"])
+        except templates.TemplateError as exc:
+            problems.append(ConfigProblem(ruleset.source, rule.line, 1, f"rules[{i}].then.auto_reply",
+                                          f"rule {rule.name!r}: template {name!r} cannot be an "
+                                          f"acknowledgement: {exc}"))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _check_agents_are_not_ours(settings: Settings, ruleset: Ruleset) -> None:
@@ -44,11 +66,12 @@ def _check_agents_are_not_ours(settings: Settings, ruleset: Ruleset) -> None:
     clash = sorted(ruleset.agent_addresses & ours)
     if not clash:
         return
-    lines = settings.rules_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    source = Path(ruleset.source) if ruleset.source else settings.rules_path
+    lines = source.read_text(encoding="utf-8", errors="replace").splitlines()
     problems = []
     for address in clash:
         line = next((n for n, text in enumerate(lines, 1) if address in text.lower()), 0)
-        problems.append(ConfigProblem(str(settings.rules_path), line, 1 if line else 0, "agents",
+        problems.append(ConfigProblem(str(source), line, 1 if line else 0, "agents",
                                       f"{address} is the help desk's own address in "
                                       f"{settings.config_path}; an agent needs an address of their own"))
     raise ConfigError(problems)

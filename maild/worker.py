@@ -82,7 +82,8 @@ class Worker:
         prepared, results = [], []
         for item in items:
             try:
-                prepared.append((item, *pipeline.prepare(item.raw, item.envelope, context)))
+                prepared.append((item, *pipeline.prepare(item.raw, item.envelope, context,
+                                                         received_at=item.received_at)))
             except Exception as exc:  # noqa: BLE001 - any failure is a quarantine reason
                 results.append(self._quarantine(item, "parse: " + _reason(exc)))
                 settled.add(item.id)
@@ -101,9 +102,9 @@ class Worker:
         failed: list[tuple[SpoolItem, str]] = []
         try:
             with self.db.atomic():
-                for item, inbound, decision in prepared:
+                for item, inbound, routing in prepared:
                     try:
-                        recorded.append(self._savepoint(item, inbound, decision, context))
+                        recorded.append(self._savepoint(item, inbound, routing, context))
                     except INFRASTRUCTURE_ERRORS:
                         raise
                     except Exception as exc:  # noqa: BLE001
@@ -113,15 +114,15 @@ class Worker:
             raise StoreUnavailable(str(exc)) from exc
         return recorded, failed
 
-    def _savepoint(self, item, inbound, decision, context) -> Handled:
+    def _savepoint(self, item, inbound, routing, context) -> Handled:
         """Record one message; a unique-key race with another instance (the same message
         or a new contact committed meanwhile) is retried once and then finds the row."""
         try:
             with self.db.atomic():
-                return self._record(item, inbound, decision, context)
+                return self._record(item, inbound, routing, context)
         except peewee.IntegrityError:
             with self.db.atomic():
-                return self._record(item, inbound, decision, context)
+                return self._record(item, inbound, routing, context)
 
     def _reconnect_later(self) -> None:
         """Drop a broken connection; peewee opens a new one on the next query."""
@@ -130,9 +131,9 @@ class Worker:
         except Exception:  # noqa: BLE001 - it is broken already
             log.debug("closing the broken database connection failed", exc_info=True)
 
-    def _record(self, item: SpoolItem, inbound, decision, context) -> Handled:
+    def _record(self, item: SpoolItem, inbound, routing, context) -> Handled:
         handler = agent_mail if inbound.author else customer_mail
-        outcome = handler.handle(inbound, decision, context, now=self.clock())
+        outcome = handler.handle(inbound, routing, context, now=self.clock())
         recorded = outcome.recorded
         log.info("message-id=<%s> ticket=#%s %s by %s kind=%s%s%s%s", inbound.message_id,
                  recorded.ticket_number, recorded.outcome, recorded.threaded_by, inbound.kind,

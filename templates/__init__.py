@@ -5,8 +5,8 @@ A mail template is a pair of files: ``<name>.txt.j2`` (required, the text/plain 
 returns both as a :class:`Rendered`.
 
 Where templates come from
-    A site may keep its own templates in an override directory (``templates:`` in
-    maild.yaml, e.g. ``/etc/maild/templates``). It is searched first, file by file, then
+    A site may keep its own templates in an override directory: the ``templates``
+    folder next to maild.yaml (e.g. ``/etc/maild/templates``). It is searched first, file by file, then
     the templates shipped in this package. Overriding ``ack.txt.j2`` alone therefore
     keeps the packaged ``ack.html.j2``; override both files to change both parts.
     All templates are compiled when a :class:`TemplateEnvironment` is built, so a broken
@@ -328,7 +328,8 @@ def render(name: str, context: Mapping) -> Rendered:
 # A complete context per template, for `maild check` and for tests.
 SAMPLE_CONTEXTS: dict[str, dict] = {
     "ack": {
-        "helpdesk": {"name": "Acme Support", "address": "support@example.com"},
+        "helpdesk": {"name": "Acme Support", "address": "support@example.com",
+                     "comment_address": "support+comment@example.com"},
         "ticket": {"number": 1042, "subject": "Printer on floor 3 is jammed",
                    "token": "[Acme #1042]", "status": "new", "priority": "normal",
                    "queue": "general"},
@@ -347,6 +348,7 @@ _SAMPLE_TICKET = {
 }
 _SAMPLE_HELPDESK = {"name": "Acme Support", "address": "support@example.com",
                     "comment_address": "support+comment@example.com"}
+SAMPLE_CONTEXTS["ack_after_hours"] = SAMPLE_CONTEXTS["ack"]   # any `auto_reply:` template gets these
 SAMPLE_CONTEXTS.update({
     "notify_agent": {
         "helpdesk": _SAMPLE_HELPDESK, "ticket": _SAMPLE_TICKET, "event": "customer_reply",
