@@ -49,10 +49,9 @@ and with no value only `exists: false` holds.  Empty strings are not values, so
 Each compiled node is a small frozen dataclass with `test` (no string building) and
 `explain`, which returns the same result and the deciding reason, one line: for `all`
 every reason when true and the first failing one when false, for `any` the first true
-one or all of them.  Operators are one class per operand kind with `holds(values)` (does
-any value pass), `find(value)` (where in one value, for quoting) and their words.  To add
-a field: extend `rules.facts`; to add an operator: a class here and an entry in
-`_OPERATORS` and `_Compiler.operator`.
+one or all of them.  The operators and their words are `rules.operators`.  To add a
+field: extend `rules.facts`; to add an operator: a class in `rules.operators`, an entry
+in its `OPERATORS` and in `_Compiler.operator` here.
 """
 from __future__ import annotations
 
@@ -60,10 +59,12 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from rules.facts import BOOL_FIELDS, CALENDAR_FIELD, FIELDS, HEADER_FIELD, TEXT_FIELDS, Facts
-from rules.patterns import Pattern, PatternRefused, compile_pattern
+from rules.operators import (OPERATORS, Contains, Equals, Exists, In, Matches, Operator, Words,
+                             explain_tests, quote)
+from rules.patterns import PatternRefused, compile_pattern
 from rules.source import KeyPath
 
 __all__ = ["ALWAYS", "AllOf", "AnyOf", "BusinessHours", "Calendar", "Condition", "FieldTest",
@@ -79,98 +80,6 @@ class Condition(Protocol):
 
 class Calendar(Protocol):
     def is_open(self, at: datetime) -> bool: ...
-
-
-# --- operators ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Equals:
-    written: str
-    folded: str
-    folds: ClassVar[bool] = True
-
-    def holds(self, values: tuple[str, ...]) -> bool:
-        return self.folded in values
-
-    def find(self, value: str) -> int | None:
-        return 0 if value == self.folded else None
-
-    @property
-    def words(self) -> tuple[str, str]:
-        return f"equals {_q(self.written)}", f"does not equal {_q(self.written)}"
-
-
-@dataclass(frozen=True)
-class Contains:
-    written: str
-    folded: str
-    folds: ClassVar[bool] = True
-
-    def holds(self, values: tuple[str, ...]) -> bool:
-        for value in values:
-            if self.folded in value:
-                return True
-        return False
-
-    def find(self, value: str) -> int | None:
-        at = value.find(self.folded)
-        return None if at < 0 else at
-
-    @property
-    def words(self) -> tuple[str, str]:
-        return f"contains {_q(self.written)}", f"does not contain {_q(self.written)}"
-
-
-@dataclass(frozen=True)
-class In:
-    written: tuple[str, ...]
-    folded: frozenset[str]
-    folds: ClassVar[bool] = True
-
-    def holds(self, values: tuple[str, ...]) -> bool:
-        return not self.folded.isdisjoint(values)
-
-    def find(self, value: str) -> int | None:
-        return 0 if value in self.folded else None
-
-    @property
-    def words(self) -> tuple[str, str]:
-        listed = _q_list(self.written)
-        return f"is one of {listed}", f"is none of {listed}"
-
-
-@dataclass(frozen=True)
-class Matches:
-    pattern: Pattern
-    folds: ClassVar[bool] = False
-
-    def holds(self, values: tuple[str, ...]) -> bool:
-        search = self.pattern.search
-        for value in values:
-            if search(value):
-                return True
-        return False
-
-    def find(self, value: str) -> int | None:
-        span = self.pattern.span(value)
-        return None if span is None else span[0]
-
-    @property
-    def words(self) -> tuple[str, str]:
-        return f"matches {_q(self.pattern.text)}", f"does not match {_q(self.pattern.text)}"
-
-
-@dataclass(frozen=True)
-class Exists:
-    wanted: bool
-    folds: ClassVar[bool] = False
-
-    def holds(self, values: tuple[str, ...]) -> bool:
-        return bool(values) is self.wanted
-
-
-Operator = Equals | Contains | In | Matches | Exists
-_OPERATORS = ("equals", "contains", "matches", "in", "exists")
 
 
 # --- conditions --------------------------------------------------------------------------
@@ -260,9 +169,9 @@ class FieldTest:
         empty = f"{self.field} is empty"
         if facts.contact is None and self.field in ("customer_tier", "from_org"):
             empty += " (the sender is not in contacts:)"
-        words = _Words(self.field, _NOUNS.get(self.field, self.field), empty,
+        words = Words(self.field, _NOUNS.get(self.field, self.field), empty,
                        f"{self.field} is not empty")
-        return _explain(self.operators, facts.values(self.field), facts.folded(self.field),
+        return explain_tests(self.operators, facts.values(self.field), facts.folded(self.field),
                         words)
 
 
@@ -287,9 +196,9 @@ class HeaderTest:
 
     def explain(self, facts: Facts) -> tuple[bool, str]:
         values = facts.header_values(self.name)
-        words = _Words(f"header {self.name}", f"{self.name} header",
+        words = Words(f"header {self.name}", f"{self.name} header",
                        f"there is no {self.name} header", f"header {self.name} is present")
-        return _explain(self.operators, values, tuple(v.casefold() for v in values), words)
+        return explain_tests(self.operators, values, tuple(v.casefold() for v in values), words)
 
 
 @dataclass(frozen=True)
@@ -322,64 +231,6 @@ class BusinessHours:
         if self.test(facts):
             return True, f"received {when} is within calendar '{self.name}'"
         return False, f"received {when} is outside calendar '{self.name}'"
-
-
-# --- explanations ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Words:
-    label: str      # "subject", "header X-Priority"
-    noun: str       # "no <noun> equals ...": "to address", "X-Priority header"
-    empty: str      # "cc is empty"
-    present: str    # "cc is not empty"
-
-
-def _explain(operators: tuple[Operator, ...], values: tuple[str, ...],
-             folded: tuple[str, ...], words: _Words) -> tuple[bool, str]:
-    reasons = []
-    for op in operators:
-        ok, why = _explain_one(op, values, folded, words)
-        if not ok:
-            return False, why
-        reasons.append(why)
-    return True, " and ".join(reasons)
-
-
-def _explain_one(op: Operator, values: tuple[str, ...], folded: tuple[str, ...],
-                 words: _Words) -> tuple[bool, str]:
-    if isinstance(op, Exists):
-        if not values:
-            return not op.wanted, words.empty
-        return op.wanted, f"{words.present} ({_q_list(values)})"
-    if not values:
-        return False, words.empty
-    holds, fails = op.words
-    for value, seen in zip(values, folded if op.folds else values):
-        at = op.find(seen)
-        if at is not None:
-            at = at if len(seen) == len(value) else 0   # casefold changed the length
-            return True, f"{words.label} {_q(value, at)} {holds}"
-    if len(values) == 1:
-        return False, f"{words.label} {_q(values[0])} {fails}"
-    return False, f"no {words.noun} {holds} ({words.label}: {_q_list(values)})"
-
-
-_WIDTH = 60
-_ONE_LINE = str.maketrans("\r\n\t\v\f", "     ")
-
-
-def _q(text: str, at: int = 0) -> str:
-    """'text' on one line, at most ~60 characters, showing position `at`."""
-    start = at - 20 if at > _WIDTH - 20 else 0
-    piece = text[start:start + _WIDTH].translate(_ONE_LINE)
-    head = "…" if start else ""
-    tail = "…" if start + _WIDTH < len(text) else ""
-    return f"'{head}{piece}{tail}'"
-
-
-def _q_list(values: tuple[str, ...] | list[str], most: int = 3) -> str:
-    shown = ", ".join(_q(v) for v in values[:most])
-    return shown if len(values) <= most else f"{shown}, … ({len(values)} in all)"
 
 
 # --- compiling ---------------------------------------------------------------------------
@@ -493,7 +344,7 @@ class _Compiler:
         if isinstance(value, dict):
             if not value:
                 return self.report(path, f"expected at least one operator for '{label}' "
-                                         f"(operators: {', '.join(_OPERATORS)})")
+                                         f"(operators: {', '.join(OPERATORS)})")
             operators = [self.operator(op, operand, (*path, op)) for op, operand in value.items()]
         elif isinstance(value, list):
             if not value:
@@ -523,7 +374,7 @@ class _Compiler:
                 return None
             return In(tuple(items), frozenset(item.casefold() for item in items))
         if op not in ("equals", "contains", "matches"):
-            return self.report(path, _unknown("operator", op, _OPERATORS))
+            return self.report(path, _unknown("operator", op, OPERATORS))
         text = self.text(op, operand, path)
         if text is None:
             return None
@@ -580,6 +431,6 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list" if value else "an empty list"
     if isinstance(value, str):
-        return f"string {_q(value)}" if value else "an empty string"
+        return f"string {quote(value)}" if value else "an empty string"
     kind = {int: "integer", float: "number"}.get(type(value), type(value).__name__)
     return f"{kind} {value}"
