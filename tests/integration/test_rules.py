@@ -311,3 +311,20 @@ def test_a_reload_asked_for_while_maild_starts_does_not_stop_it(tmp_path, databa
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(15)
+
+
+async def test_a_reload_rereads_the_templates_and_a_broken_one_keeps_the_last_good(tmp_path, database_url):
+    site_templates(tmp_path)
+    async with running_helpdesk(tmp_path, database_url, rules=RULES) as desk:
+        template = tmp_path / "templates" / "ack_billing.txt.j2"
+        template.write_text("Billing has ticket #{{ ticket.number }} now.\n")
+        assert desk.daemon.runtime.reload() is True
+        await desk.send_smtp(mail("Invoice 1", message_id="i1@customer.example"))
+        await desk.wait_for(lambda: to(desk, "carol@customer.example"))
+        template.write_text("Billing has {{ ticket.number ")                    # broken
+        assert desk.daemon.runtime.reload() is False
+        await desk.send_smtp(mail("Invoice 2", message_id="i2@customer.example",
+                                  sender="dan@customer.example"), sender="dan@customer.example")
+        await desk.wait_for(lambda: to(desk, "dan@customer.example"))
+        assert [text(m).strip() for m in to(desk, "carol@customer.example") + to(desk, "dan@customer.example")] \
+            == ["Billing has ticket #1 now.", "Billing has ticket #2 now."]
