@@ -43,6 +43,10 @@ ERR_SHUTDOWN = "421 4.3.2 maild shutting down"
 ERR_TOO_BIG = "552 Error: Too much mail data"                      # after DATA
 ERR_TOO_BIG_DECLARED = "552 Error: message size exceeds fixed maximum message size"  # MAIL SIZE=
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_SIMPLE_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>[ \t]*([^(]*)\Z",
+                          re.DOTALL)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -135,6 +139,23 @@ class IntakeProtocol:
         log.info("%s refused: draining", _peer(self.session.peer))
         await self.push(ERR_SHUTDOWN)
         self.transport.close()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's MAIL FROM / RCPT TO address parser, with a fast path.
+
+        aiosmtpd parses every path with the email package's RFC 5322 header parser:
+        about a seventh of the event loop's time under load (bench/ingest.py --profile).
+        The common `<local@domain> PARAMS` with a plain dot-atom local part and domain
+        gives the same (address, rest) with one regex; anything else (quoted local parts,
+        source routes, address literals, `<>`, no brackets) goes to aiosmtpd's parser.
+        The tests compare both on a list of real and odd paths."""
+        match = _SIMPLE_PATH.match(arg)
+        if match is None:
+            return super()._getaddr(arg)
+        address = match[1]
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, match[2]
 
 
 def _peer(peername: Any) -> str:
