@@ -11,8 +11,8 @@ that names a ticket must not escalate or reassign it (an event says the rules ma
 and were not applied).  A discarded message is marked (kind `discarded`); a discarded
 reply changes nothing else on its ticket.
 
-Every new ticket's audit log says which rules matched (event `rules`), also "none"; a
-reply's does when an `on: reply` rule matched.  All changes are made by the actor
+Every new ticket's audit log says which rules matched (event `rules`), also "none" (not
+when the file has no rules at all); a reply's does when an `on: reply` rule matched.  All changes are made by the actor
 `rules`, one audit event each (`store.changes`).
 """
 from __future__ import annotations
@@ -59,7 +59,8 @@ def apply(recorded: Recorded, routing: Routing, ruleset: Ruleset, *, now: dateti
 
 
 def _new_ticket(recorded: Recorded, decision: Decision, ruleset: Ruleset, now: datetime) -> Applied:
-    tickets.add_event(recorded.ticket_id, now, ACTOR, "rules", _matched(decision))
+    if ruleset.rules:                  # with no rules in the file there is nothing to record
+        tickets.add_event(recorded.ticket_id, now, ACTOR, "rules", _matched(decision))
     wanted = [Change("tag", tag) for tag in decision.tags]
     if decision.sla:
         wanted.append(Change("sla", decision.sla))

@@ -39,6 +39,8 @@ class Change:
 
 def apply(ticket_id: int, changes: tuple[Change, ...], *, actor: str, now: datetime) -> tuple[Change, ...]:
     """Apply `changes` in order; return those that changed something."""
+    if not changes:
+        return ()
     ticket = Ticket.get_by_id(ticket_id)
     done = []
     for change in changes:
