@@ -129,18 +129,23 @@ def _decide(ruleset: Ruleset, facts: Facts, matched: tuple[str, ...], changes: A
     if facts.is_reply and changes.discard:
         changes = Actions(discard=True, stop=changes.stop)   # a discarded reply changes nothing
     why: list[str] = []
+    by_address = None
     if changes.queue is not None:
         queue = changes.queue
-        explain and why.append(f"queue {queue}: {by_rule('queue')}")
     elif facts.is_reply:
         queue = ""
-        explain and why.append("queue: unchanged (a reply stays in its ticket's queue)")
     else:
         by_address = ruleset.queue_for_address(facts.recipient)
         queue = (by_address or ruleset.default_queue).name
-        if explain:
-            why.append(f"queue {queue}: arrived for {by_address.address}" if by_address
-                       else f"queue {queue}: the first queue (no queue has {facts.recipient or 'the address'})")
+    if explain:
+        if changes.queue is not None:
+            why.append(f"queue {queue}: {by_rule('queue')}")
+        elif facts.is_reply:
+            why.append("queue: unchanged (a reply stays in its ticket's queue)")
+        elif by_address is not None:
+            why.append(f"queue {queue}: arrived for {by_address.address}")
+        else:
+            why.append(f"queue {queue}: the first queue (no queue has {facts.recipient or 'the address'})")
     the_queue = ruleset.queue(queue)
     priority = changes.priority or "normal"
     if explain:
