@@ -174,6 +174,10 @@ class Ruleset:
         """The business calendar called `name`, or None."""
         return next((c for c in self.calendars if c.name == name), None)
 
+    def sla_policy(self, name: str | None):
+        """The SLA policy called `name`, or None."""
+        return next((p for p in self.sla_policies if p.name == name), None) if name else None
+
     # --- agents and teams -----------------------------------------------------------------
 
     def team(self, name: str) -> Team | None:
