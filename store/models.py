@@ -164,5 +164,25 @@ class Outbox(BaseModel):
         indexes = ((("status", "next_attempt_at"), False),)
 
 
+class SlaClock(BaseModel):
+    """One SLA clock of a ticket (`rules.sla_clock.Clock`, kept by `store.sla`).  Business
+    time in whole seconds; `due_at` (indexed) is set only while the clock runs, so the
+    sweep finds what is due without reading the rest."""
+    ticket = pw.ForeignKeyField(Ticket, backref="sla_clocks", on_delete="CASCADE")
+    clock = pw.CharField(max_length=32)          # first_response | next_response | resolution
+    cycle = pw.IntegerField(default=1)
+    policy = pw.TextField()
+    priority = pw.CharField(max_length=16)
+    budget_s = pw.BigIntegerField()
+    used_s = pw.BigIntegerField(default=0)       # used before running_since
+    started_at = pw.DateTimeField()
+    running_since = pw.DateTimeField(null=True)
+    stopped_at = pw.DateTimeField(null=True)
+    due_at = pw.DateTimeField(null=True, index=True)
+
+    class Meta:
+        indexes = ((("ticket", "clock"), True),)
+
+
 ALL_MODELS = (SchemaVersion, Counter, Contact, Ticket, TicketTag, Participant,
-              Message, Delivery, Attachment, MessageAttachment, Event, Outbox)
+              Message, Delivery, Attachment, MessageAttachment, Event, Outbox, SlaClock)
