@@ -49,7 +49,7 @@ from maild.pipeline import Context
 from parsers.commands import CommandBlock
 from rules.engine import Routing
 from rules.model import Agent
-from store import changes, outbox, tickets
+from store import changes, outbox, sla, tickets
 from store.snapshot import TicketSnapshot, snapshot
 from store.tickets import APPENDED, InboundMessage, Recorded
 
@@ -108,6 +108,7 @@ def handle(inbound: InboundMessage, routing: Routing, context: Context, *, now: 
     elif kind == NOTE:
         tickets.add_event(ticket.id, now, agent.address, "note", "")
     applied = changes.apply(ticket.id, wanted, actor=agent.address, now=now)
+    sla.sync(ticket.id, context.ruleset, now, agent_replied=kind == AGENT_REPLY)
     after = snapshot(ticket.id)
     if kind == AGENT_REPLY:
         outbox.enqueue(drafts.public_reply(after, context, agent=agent, text=text), now=now)

@@ -9,6 +9,7 @@
     maild [-c CONFIG] rules test MESSAGE.eml [--json] [--recipient A] [--at T] [--new|--reply]
                                               which rules match a message and why; changes nothing
     maild [-c CONFIG] reload                  check the rules, then make the daemon reload them
+    maild [-c CONFIG] sla show N [--json] [--now T]   a ticket's SLA clocks
     maild [-c CONFIG] tickets [--status S] [--assignee A] [--queue Q] [--json]
     maild [-c CONFIG] show N [--json]
     maild [-c CONFIG] outbox [--status S] [--json]
@@ -64,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     case.add_argument("--new", action="store_true", help="evaluate as a new ticket")
     case.add_argument("--reply", action="store_true", help="evaluate as a reply to a ticket")
     sub.add_parser("reload", help="check the rules, then make the running daemon reload them")
+    sla = sub.add_parser("sla", help="SLA clocks")
+    ssub = sla.add_subparsers(dest="action", required=True)
+    sshow = ssub.add_parser("show", help="a ticket's clocks: target, used, left, due")
+    sshow.add_argument("number", type=int)
+    sshow.add_argument("--json", action="store_true")
+    sshow.add_argument("--now", help="as of this time, ISO 8601 (default: now)")
     tickets = sub.add_parser("tickets", help="list tickets")
     tickets.add_argument("--status")
     tickets.add_argument("--assignee", help="an agent's address")

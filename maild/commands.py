@@ -310,3 +310,8 @@ def cmd_rules(args) -> int:
 def cmd_reload(args) -> int:
     from maild.rules_commands import cmd_reload as run
     return run(args)
+
+
+def cmd_sla(args) -> int:
+    from maild.sla_commands import cmd_sla as run
+    return run(args)

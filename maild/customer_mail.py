@@ -26,9 +26,9 @@ from maild import drafts, routing as rules_routing
 from maild.pipeline import Context, may_auto_reply
 from parsers.classify import NORMAL
 from rules.engine import Routing
-from store import outbox, tickets
+from store import outbox, sla, tickets
 from store.snapshot import snapshot
-from store.tickets import DUPLICATE, InboundMessage, Recorded
+from store.tickets import APPENDED, DUPLICATE, InboundMessage, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ def handle(inbound: InboundMessage, routing: Routing, context: Context, *, now: 
         tickets.add_event(recorded.ticket_id, now, inbound.from_address, "auth_failed", inbound.auth)
     applied = rules_routing.apply(recorded, routing, context.ruleset, now=now,
                                   automatic=inbound.kind != NORMAL)
+    sla.sync(recorded.ticket_id, context.ruleset, now,
+             customer_replied=recorded.outcome == APPENDED and not recorded.unverified
+             and inbound.kind == NORMAL and not quiet)
     if applied.discarded:
         return Outcome(recorded, summary="discarded by the rules")
     acked = recorded.created and _acknowledge(recorded, inbound, routing, context, now)
