@@ -61,7 +61,6 @@ holiday) makes `add`, `add_duration` and `next_open` raise `CalendarNeverOpens`.
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import itertools
 import re
@@ -74,7 +73,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import holidays as holidays_package
 
 from rules.durations import Duration
-from rules.source import KeyPath
+from rules.source import KeyPath, did_you_mean
 
 __all__ = ["END_OF_DAY", "MAX_CLOSED_DAYS", "Calendar", "CalendarNeverOpens", "Problem",
            "parse_calendar"]
@@ -322,8 +321,7 @@ def parse_calendar(name: str, data: Any, path: KeyPath) -> tuple[Calendar | None
     problems: list[Problem] = []
     for key in data:
         if key not in KEYS:
-            guess = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f"; did you mean {guess[0]!r}?" if guess else ""
+            hint = did_you_mean(str(key), KEYS)
             problems.append(((*path, key), f"unknown key{hint} (allowed here: "
                                            f"{', '.join(KEYS)})"))
     for key in ("timezone", "hours"):
@@ -353,8 +351,7 @@ def _parse_timezone(value: Any, path: KeyPath, problems: list[Problem]) -> str |
         ZoneInfo(value)
         return value
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        guess = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
-        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        hint = did_you_mean(value, available_timezones())
         problems.append((path, f"unknown time zone {value!r}{hint} (an IANA name like "
                                f"Europe/Berlin or UTC)"))
         return None

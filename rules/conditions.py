@@ -55,7 +55,6 @@ in its `OPERATORS` and in `_Compiler.operator` here.
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,7 +64,7 @@ from rules.facts import BOOL_FIELDS, CALENDAR_FIELD, FIELDS, HEADER_FIELD, TEXT_
 from rules.operators import (OPERATORS, Contains, Equals, Exists, In, Matches, Operator, Words,
                              explain_tests, quote)
 from rules.patterns import PatternRefused, compile_pattern
-from rules.source import KeyPath
+from rules.source import KeyPath, did_you_mean
 
 __all__ = ["ALWAYS", "AllOf", "AnyOf", "BusinessHours", "Calendar", "Condition", "FieldTest",
            "Flag", "HeaderTest", "Not", "Problem", "compile_condition"]
@@ -410,8 +409,7 @@ class _Compiler:
 
 def _unknown(kind: str, name: Any, known: tuple[str, ...], *, lead: str = "") -> str:
     """"unknown field 'subjet'; did you mean 'subject'? (fields: from, ...)"."""
-    guess = difflib.get_close_matches(str(name), known, n=1)
-    hint = f"; did you mean '{guess[0]}'?" if guess else ""
+    hint = did_you_mean(name, known)
     listed = f"({kind}s: {', '.join(known)})" if known else f"(no {kind}s are defined)"
     return f"{lead or 'unknown ' + kind} {_describe_name(name)}{hint} {listed}"
 

@@ -42,7 +42,6 @@ on `_RulesFile`, a model for its entries, its checks in `CHECKS`, and its frozen
 """
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,7 +54,7 @@ from rules.facts import Contact
 from rules.model import Agent, Queue, Ruleset, Team
 from rules.routing import Names, compile_rules
 from rules.sla_policy import parse_policy
-from rules.source import (Address, ConfigError, KeyPath, StrictModel, load_yaml,
+from rules.source import (Address, ConfigError, KeyPath, StrictModel, did_you_mean, load_yaml,
                           problem_at, validate)
 
 log = logging.getLogger(__name__)
@@ -205,8 +204,7 @@ def _queue_references(doc: _RulesFile, key: str, known: tuple[str, ...], kind: s
     for name, queue in doc.queues.items():
         wanted = getattr(queue, key)
         if wanted is not None and wanted not in known:
-            guess = difflib.get_close_matches(wanted, known, n=1)
-            hint = (f"; did you mean {guess[0]!r}?" if guess else "") + (
+            hint = did_you_mean(wanted, known) + (
                 f" ({kinds}: {', '.join(known)})" if known else f" ({none})")
             yield ("queues", name, key), f"no {kind} {wanted!r}{hint}"
 

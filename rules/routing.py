@@ -31,7 +31,6 @@ which rule is at fault next to the file:line:column the loader adds.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Any
 
 from rules.conditions import ALWAYS, compile_condition
 from rules.model import AGENT, PRIORITIES, TEAM_POLICIES, Actions, Assign, Rule
-from rules.source import KeyPath, describe, not_one_of
+from rules.source import KeyPath, describe, did_you_mean, not_one_of
 
 Problem = tuple[KeyPath, str]
 
@@ -166,8 +165,7 @@ def _known(value: Any, known: frozenset[str], kind: str, sub: KeyPath, problem, 
         problem(sub, f"expected a {kind} name, got {describe(value)}")
         return None
     if value not in known:
-        guess = difflib.get_close_matches(value, sorted(known), n=1)
-        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        hint = did_you_mean(value, known)
         kinds = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
         listed = (f" ({kinds}: {', '.join(sorted(known))})" if known
                   else f" (no {kinds} are defined{' under ' + defined_in if defined_in else ''})")
@@ -181,8 +179,7 @@ def _assign(value: Any, names: Names, sub: KeyPath, problem) -> Assign | None:
     if isinstance(value, str):
         primary = agents.get(value.strip().lower())
         if primary is None:
-            guess = difflib.get_close_matches(value.lower(), sorted(agents), n=1)
-            hint = f"; did you mean {guess[0]!r}?" if guess else ""
+            hint = did_you_mean(value.lower(), agents)
             problem(sub, f"no agent {value!r}{hint}; write an agent's address, or "
                          "{round_robin: TEAM} / {least_open: TEAM}")
             return None
@@ -224,8 +221,7 @@ def _auto_reply(value: Any, names: Names, sub: KeyPath, problem) -> str | bool |
         problem(sub, f"expected a template name or false, got {describe(value)}")
         return None
     if names.templates is not None and value not in names.templates:
-        guess = difflib.get_close_matches(value, sorted(names.templates), n=1)
-        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        hint = did_you_mean(value, names.templates)
         problem(sub, f"no template {value!r}{hint}: add {value}.txt.j2 (and optionally "
                      f"{value}.html.j2) to the templates directory next to maild.yaml")
         return None

@@ -27,7 +27,6 @@ The clocks themselves are kept by the SLA engine.
 """
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import Any
 
 from rules.durations import Duration, parse_duration
 from rules.model import PRIORITIES
-from rules.source import KeyPath, check_address, describe, not_one_of
+from rules.source import KeyPath, check_address, describe, did_you_mean, not_one_of
 
 Problem = tuple[KeyPath, str]
 
@@ -196,8 +195,7 @@ def _escalation(entry: Any, path: KeyPath, default_bh: bool, templates, problems
 def _missing(kind: str, value: Any, known: Collection[str], section: str) -> str:
     if not isinstance(value, str):
         return f"expected a {kind} name, got {describe(value)}"
-    guess = difflib.get_close_matches(value, sorted(known), n=1)
-    hint = f"; did you mean {guess[0]!r}?" if guess else ""
+    hint = did_you_mean(value, known)
     listed = f" ({kind}s: {', '.join(sorted(known))})" if known else (
         f" (no {kind}s are defined under {section})" if section else "")
     return f"no {kind} {value!r}{hint}{listed}"

@@ -43,7 +43,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 __all__ = [
     "Address", "ConfigError", "ConfigProblem", "KeyPath", "Locator", "StrictModel",
-    "check_address", "describe", "dotted", "load_yaml", "not_one_of", "problem_at", "validate",
+    "check_address", "describe", "did_you_mean", "dotted", "load_yaml", "not_one_of", "problem_at", "validate",
 ]
 
 KeyPath = tuple[str | int, ...]
@@ -249,9 +249,7 @@ def _unknown_key(model_cls: type[BaseModel], path: KeyPath) -> str:
     allowed = _fields_at(model_cls, path[:-1])
     if not allowed:
         return "unknown key"
-    guess = difflib.get_close_matches(str(path[-1]), allowed, n=1)
-    hint = f"; did you mean {guess[0]!r}?" if guess else ""
-    return f"unknown key{hint} (allowed here: {', '.join(allowed)})"
+    return f"unknown key{did_you_mean(path[-1], allowed)} (allowed here: {', '.join(allowed)})"
 
 
 def _fields_at(model_cls: Any, path: KeyPath) -> tuple[str, ...]:
@@ -291,11 +289,15 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
+def did_you_mean(value: Any, known: Iterable[str]) -> str:
+    """"; did you mean 'subject'?" for the closest of `known` to `value`, or ''."""
+    guess = difflib.get_close_matches(str(value), sorted(known), n=1)
+    return f"; did you mean {guess[0]!r}?" if guess else ""
+
+
 def not_one_of(value: Any, allowed: Sequence[str], kind: str) -> str:
     """"unknown action 'queu'; did you mean 'queue'? (allowed: queue, priority, ...)"."""
-    guess = difflib.get_close_matches(str(value), allowed, n=1)
-    hint = f"; did you mean {guess[0]!r}?" if guess else ""
-    return f"unknown {kind} {value!r}{hint} (allowed: {', '.join(allowed)})"
+    return f"unknown {kind} {value!r}{did_you_mean(value, allowed)} (allowed: {', '.join(allowed)})"
 
 
 def describe(value: Any) -> str:
