@@ -64,13 +64,7 @@ def _new_ticket(recorded: Recorded, decision: Decision, ruleset: Ruleset, now: d
     wanted = [Change("tag", tag) for tag in decision.tags]
     if decision.sla:
         wanted.append(Change("sla", decision.sla))
-    assignee = None
-    if decision.assign is not None:
-        assignee, why = assignment.pick(decision.assign, ruleset)
-        if assignee:
-            wanted.append(Change("assign", assignee))
-        tickets.add_event(recorded.ticket_id, now, ACTOR, "assignment",
-                          f"{assignee or 'nobody'}: {why}")
+    assignee = _assign(recorded, decision.assign, ruleset, now, wanted)
     if decision.discard:
         wanted.append(Change("status", "closed"))
     changes.apply(recorded.ticket_id, tuple(wanted), actor=ACTOR, now=now)
@@ -90,14 +84,21 @@ def _reply(recorded: Recorded, decision: Decision, ruleset: Ruleset, now: dateti
     wanted = [Change(name, value) for name, value in
               (("queue", set_.queue), ("priority", set_.priority), ("sla", set_.sla)) if value]
     wanted += [Change("tag", tag) for tag in set_.tags]
-    assignee = None
-    if set_.assign is not None:
-        assignee, why = assignment.pick(set_.assign, ruleset)
-        if assignee:
-            wanted.append(Change("assign", assignee))
-        tickets.add_event(recorded.ticket_id, now, ACTOR, "assignment", f"{assignee or 'nobody'}: {why}")
+    assignee = _assign(recorded, set_.assign, ruleset, now, wanted)
     changes.apply(recorded.ticket_id, tuple(wanted), actor=ACTOR, now=now)
     return Applied(decision, assignee)
+
+
+def _assign(recorded: Recorded, how, ruleset: Ruleset, now: datetime, wanted: list) -> str | None:
+    """Pick the assignee `how` asks for (None: no assignment asked), record why, and add
+    the change to `wanted`."""
+    if how is None:
+        return None
+    assignee, why = assignment.pick(how, ruleset)
+    if assignee:
+        wanted.append(Change("assign", assignee))
+    tickets.add_event(recorded.ticket_id, now, ACTOR, "assignment", f"{assignee or 'nobody'}: {why}")
+    return assignee
 
 
 def _discard(recorded: Recorded, decision: Decision, now: datetime) -> None:

@@ -93,11 +93,11 @@ def _test(args) -> int:
     from rules.engine import explain
 
     settings = _settings(args)
-    runtime = _runtime(settings, spool=_NoSpool())
+    runtime = _runtime(settings, spool=NoSpool())
     context = runtime.context()
     try:
         raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
-        at = _when(args.at)
+        at = parse_when(args.at)
         mail = parse(raw)
     except OSError as exc:
         print(f"maild rules test: {args.message}: {exc.strerror or exc}", file=sys.stderr)
@@ -128,7 +128,7 @@ def _test(args) -> int:
     return EX_OK
 
 
-def _when(text: str | None) -> datetime:
+def parse_when(text: str | None) -> datetime:
     if not text:
         return datetime.now(timezone.utc)
     try:
@@ -175,7 +175,7 @@ def _print(mail, verdict, recipient, at, as_reply, why, decision, trace, source)
         print(f"  {line}")
 
 
-class _NoSpool:
+class NoSpool:
     """`rules test` opens no spool: it changes nothing."""
 
     def close(self) -> None:

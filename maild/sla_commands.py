@@ -20,12 +20,12 @@ from rules.durations import format_duration
 
 def cmd_sla(args) -> int:
     from maild.commands import _read_database, _runtime, _settings
-    from maild.rules_commands import _NoSpool, _when
+    from maild.rules_commands import NoSpool, parse_when
 
     settings = _settings(args)
-    ruleset = _runtime(settings, spool=_NoSpool()).ruleset
+    ruleset = _runtime(settings, spool=NoSpool()).ruleset
     try:
-        now = _when(args.now)
+        now = parse_when(args.now)
     except ValueError as exc:
         print(f"maild sla: {exc}", file=sys.stderr)
         return EX_USAGE
