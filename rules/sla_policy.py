@@ -16,13 +16,17 @@ Each policy::
         - {at: breach+2h, notify: [manager@example.com], template: sla_breach,
            clocks: [resolution], only_in_business_hours: true}
       only_in_business_hours: false  # optional default for every escalation
+      notify_calendar: office        # optional: whose hours only_in_business_hours means
+                                     # (default: the policy's calendar)
 
 Clocks: ``first_response`` (until the first public agent reply), ``next_response`` (from
 each customer reply to the agents' answer), ``resolution``.  Durations are
 `rules.durations` (``8h`` business hours, ``5d`` business days).  A priority without
 targets has no SLA clocks.  ``at``: ``N%`` of a target consumed (1-99), ``breach``, or
 ``breach+DURATION`` after it.  ``notify``: ``assignee``, ``team`` (the queue's team), or
-addresses.  Which tickets use a policy: a queue's ``sla:`` or a rule's ``sla:`` action.
+addresses.  ``only_in_business_hours``: a step that falls due while ``notify_calendar``
+(default: ``calendar``) is closed waits for its next opening; useful above all for a
+policy counted around the clock whose mails should wait for the office.  Which tickets use a policy: a queue's ``sla:`` or a rule's ``sla:`` action.
 The clocks themselves are kept by the SLA engine.
 """
 from __future__ import annotations
@@ -40,7 +44,7 @@ Problem = tuple[KeyPath, str]
 
 CLOCKS = ("first_response", "next_response", "resolution")
 ROLES = ("assignee", "team")
-POLICY_KEYS = ("calendar", "targets", "escalations", "only_in_business_hours")
+POLICY_KEYS = ("calendar", "targets", "escalations", "only_in_business_hours", "notify_calendar")
 ESCALATION_KEYS = ("at", "notify", "template", "clocks", "only_in_business_hours")
 _PERCENT = re.compile(r"(\d{1,2})\s*%")
 _AFTER_BREACH = re.compile(r"breach\s*(?:\+\s*(.+))?")
@@ -67,6 +71,7 @@ class SlaPolicy:
     calendar: str | None                                  # None: around the clock, UTC
     targets: tuple[tuple[str, tuple[tuple[str, Duration], ...]], ...]   # priority -> clock -> target
     escalations: tuple[Escalation, ...] = ()
+    notify_calendar: str | None = None      # hours of only_in_business_hours (None: calendar)
 
     def target(self, priority: str, clock: str) -> Duration | None:
         for name, clocks in self.targets:
@@ -86,6 +91,11 @@ def parse_policy(name: str, data: Any, path: KeyPath, *, calendars: Collection[s
     calendar = data.get("calendar")
     if calendar is not None and (not isinstance(calendar, str) or calendar not in calendars):
         problems.append(((*path, "calendar"), _missing("calendar", calendar, calendars, "calendars:")))
+    notify_calendar = data.get("notify_calendar")
+    if notify_calendar is not None and (not isinstance(notify_calendar, str)
+                                        or notify_calendar not in calendars):
+        problems.append(((*path, "notify_calendar"),
+                         _missing("calendar", notify_calendar, calendars, "calendars:")))
     default_bh = data.get("only_in_business_hours", False)
     if not isinstance(default_bh, bool):
         problems.append(((*path, "only_in_business_hours"), f"expected true or false, got {describe(default_bh)}"))
@@ -102,7 +112,7 @@ def parse_policy(name: str, data: Any, path: KeyPath, *, calendars: Collection[s
             escalations.append(step)
     if problems:
         return None, problems
-    return SlaPolicy(name, calendar, targets, tuple(escalations)), []
+    return SlaPolicy(name, calendar, targets, tuple(escalations), notify_calendar), []
 
 
 def _targets(data: Any, path: KeyPath, problems: list[Problem]):

@@ -179,10 +179,30 @@ class SlaClock(BaseModel):
     running_since = pw.DateTimeField(null=True)
     stopped_at = pw.DateTimeField(null=True)
     due_at = pw.DateTimeField(null=True, index=True)
+    # the escalation steps of this cycle already sent ("80%,breach"), and when the next
+    # unsent one is due (indexed: the sweep reads only rows with next_step_at <= now)
+    steps_sent = pw.TextField(default="")
+    next_step_at = pw.DateTimeField(null=True, index=True)
 
     class Meta:
         indexes = ((("ticket", "clock"), True),)
 
 
+class SlaEscalation(BaseModel):
+    """The ledger of escalation steps sent: one row per (ticket, clock, cycle, step),
+    written in the transaction that queues its mails, so a step is sent exactly once."""
+    ticket = pw.ForeignKeyField(Ticket, backref="sla_escalations", on_delete="CASCADE")
+    clock = pw.CharField(max_length=32)
+    cycle = pw.IntegerField()
+    step = pw.CharField(max_length=64)            # '80%', 'breach', 'breach+2h'
+    due_at = pw.DateTimeField()                   # when the step was due
+    sent_at = pw.DateTimeField(index=True)        # when the sweep queued it
+    recipients = pw.TextField(default="")         # ', '-separated; '' = nobody to tell
+
+    class Meta:
+        indexes = ((("ticket", "clock", "cycle", "step"), True),)
+
+
 ALL_MODELS = (SchemaVersion, Counter, Contact, Ticket, TicketTag, Participant,
-              Message, Delivery, Attachment, MessageAttachment, Event, Outbox, SlaClock)
+              Message, Delivery, Attachment, MessageAttachment, Event, Outbox, SlaClock,
+              SlaEscalation)

@@ -21,6 +21,17 @@ ticket's policy (`ticket.sla_policy`) and priority; a change of either re-target
 running clocks from the business time already used.  A priority without a target for a
 clock has no such clock; a ticket without a policy (or whose policy left the rules) has
 its clocks stopped.  `due_at` is written for running clocks only, in naive UTC.
+
+Escalations (the sweep, `maild.escalations`) read this module's other half:
+`next_step_at` is kept with every clock change (the earliest unsent escalation step of
+the running clock, `rules.sla_steps`; NULL while paused or stopped), so
+
+    due_clocks(now, limit)           # the clocks with a step due: an indexed range read
+    claim_step(row, key, due, now, recipients)   # the ledger row; False: already sent
+    record_sent(row, keys, ruleset)  # steps_sent += keys, next_step_at recomputed
+    defer(row, until)                # its escalation failed: look again later
+    reschedule(ruleset)              # after start or a rules reload: recompute them all
+    sweep_lock(db)                   # PostgreSQL: one sweeping instance at a time
 """
 from __future__ import annotations
 
@@ -30,8 +41,10 @@ from datetime import datetime, timedelta, timezone
 from rules.model import Ruleset
 from rules.sla_clock import (AROUND_THE_CLOCK, CLOCKS, FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION,
                              PAUSED, RUNNING, STOPPED, Clock, budget_for)
-from store.fastsql import insert_row
-from store.models import SlaClock, Ticket
+from rules.sla_steps import format_sent, next_step_at, parse_sent
+from store.db import is_sqlite
+from store.fastsql import fetch, insert_row
+from store.models import SlaClock, SlaEscalation, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +56,11 @@ def calendar_of(policy, ruleset: Ruleset):
     return (ruleset.calendar(policy.calendar) if policy.calendar else None) or AROUND_THE_CLOCK
 
 
+def notify_hours(policy, ruleset: Ruleset):
+    """The calendar of the policy's only_in_business_hours steps; None: its own calendar."""
+    return ruleset.calendar(policy.notify_calendar) if policy and policy.notify_calendar else None
+
+
 def sync(ticket_id: int, ruleset: Ruleset, now: datetime, *, customer_replied: bool = False,
          agent_replied: bool = False) -> None:
     if not ruleset.sla_policies:
@@ -52,9 +70,9 @@ def sync(ticket_id: int, ruleset: Ruleset, now: datetime, *, customer_replied: b
     policy = ruleset.sla_policy(ticket.sla_policy)
     if policy is None:
         for row in rows.values():
-            _save(row, _clock(row).stop(AROUND_THE_CLOCK, now), None)
+            _save(row, _clock(row).stop(AROUND_THE_CLOCK, now), None, None, None)
         return
-    calendar = calendar_of(policy, ruleset)
+    calendar, hours = calendar_of(policy, ruleset), notify_hours(policy, ruleset)
     for name in CLOCKS:
         target = policy.target(ticket.priority, name)
         row = rows.get(name)
@@ -64,7 +82,7 @@ def sync(ticket_id: int, ruleset: Ruleset, now: datetime, *, customer_replied: b
         if clock is None:
             if wanted == RUNNING and target is not None:
                 clock = Clock.start(name, budget_for(calendar, now, target), now)
-                _insert(ticket_id, clock, policy.name, ticket.priority, calendar)
+                _insert(ticket_id, clock, policy, ticket.priority, calendar, hours)
             continue
         if name == NEXT_RESPONSE and customer_replied and wanted == RUNNING and target is not None:
             clock = clock.restart(budget_for(calendar, now, target), now)
@@ -80,7 +98,7 @@ def sync(ticket_id: int, ruleset: Ruleset, now: datetime, *, customer_replied: b
             else:
                 clock = clock.pause(calendar, now)
         row.policy, row.priority = policy.name, ticket.priority
-        _save(row, clock, calendar)
+        _save(row, clock, calendar, policy, hours)
 
 
 def _wanted(name: str, ticket: Ticket, clock: Clock | None, *, customer_replied: bool,
@@ -123,24 +141,106 @@ def _clock(row: SlaClock) -> Clock:
                  cycle=row.cycle)
 
 
-def _insert(ticket_id: int, clock: Clock, policy: str, priority: str, calendar) -> None:
-    insert_row(SlaClock, ticket=ticket_id, clock=clock.name, cycle=clock.cycle, policy=policy,
-               priority=priority, **_columns(clock, calendar))
+def _insert(ticket_id: int, clock: Clock, policy, priority: str, calendar, hours) -> None:
+    insert_row(SlaClock, ticket=ticket_id, clock=clock.name, cycle=clock.cycle, policy=policy.name,
+               priority=priority, steps_sent="",
+               **_columns(clock, calendar, policy, frozenset(), hours))
 
 
-def _save(row: SlaClock, clock: Clock, calendar) -> None:
-    for key, value in _columns(clock, calendar).items():
+def _save(row: SlaClock, clock: Clock, calendar, policy, hours) -> None:
+    if clock.cycle != row.cycle:
+        row.steps_sent = ""                     # a new cycle escalates afresh
+    for key, value in _columns(clock, calendar, policy, parse_sent(row.steps_sent), hours).items():
         setattr(row, key, value)
     row.cycle = clock.cycle
     row.save()
 
 
-def _columns(clock: Clock, calendar) -> dict:
+def _columns(clock: Clock, calendar, policy, sent: frozenset[str], hours) -> dict:
     due = clock.due_at(calendar) if calendar is not None else None
+    step = next_step_at(policy, clock, calendar, sent, hours) if calendar is not None else None
     return {"budget_s": int(clock.budget.total_seconds()),
             "used_s": int(clock.used_before.total_seconds()),
             "started_at": _naive(clock.started_at), "running_since": _naive(clock.running_since),
-            "stopped_at": _naive(clock.stopped_at), "due_at": _naive(due)}
+            "stopped_at": _naive(clock.stopped_at), "due_at": _naive(due),
+            "next_step_at": _naive(step)}
+
+
+# --- escalations ---------------------------------------------------------------------
+
+SWEEP_LOCK = 0x6D61696C64534C41     # 'maildSLA': pg advisory lock key of the sweep
+
+
+def sweep_lock(db) -> bool:
+    """Take the sweep's lock for the current transaction; False: another instance holds it.
+    SQLite needs none: its write transaction (BEGIN IMMEDIATE) already excludes others."""
+    if is_sqlite(db):
+        return True
+    [(taken,)] = fetch(db, "SELECT pg_try_advisory_xact_lock(?)", [SWEEP_LOCK])
+    return bool(taken)
+
+
+def due_clocks(now: datetime, limit: int) -> list[SlaClock]:
+    """Clocks with an escalation step due at `now`, the longest due first (an index range)."""
+    return list(SlaClock.select().where(SlaClock.next_step_at <= _naive(now))
+                .order_by(SlaClock.next_step_at, SlaClock.id).limit(limit))
+
+
+def policy_and_calendar(row: SlaClock, ruleset: Ruleset):
+    """(policy, calendar, notify hours) of a clock row; (None, AROUND_THE_CLOCK, None) when
+    its policy left the rules."""
+    policy = ruleset.sla_policy(row.policy)
+    return (policy, calendar_of(policy, ruleset) if policy else AROUND_THE_CLOCK,
+            notify_hours(policy, ruleset))
+
+
+def clock_of(row: SlaClock) -> Clock:
+    return _clock(row)
+
+
+def claim_step(row: SlaClock, key: str, due_at: datetime, now: datetime,
+               recipients: tuple[str, ...]) -> bool:
+    """Write the ledger row of step `key` of this clock cycle; False when it exists (sent)."""
+    db = SlaEscalation._meta.database
+    rows = fetch(db, 'INSERT INTO "sla_escalation" ("ticket_id", "clock", "cycle", "step", '
+                     '"due_at", "sent_at", "recipients") VALUES (?, ?, ?, ?, ?, ?, ?) '
+                     'ON CONFLICT DO NOTHING RETURNING "id"',
+                 [row.ticket_id, row.clock, row.cycle, key, _naive(due_at), _naive(now),
+                  ", ".join(recipients)])
+    return bool(rows)
+
+
+def record_sent(row: SlaClock, keys, ruleset: Ruleset) -> None:
+    """Add `keys` to the clock's sent steps and move `next_step_at` to the next unsent one."""
+    row.steps_sent = format_sent(parse_sent(row.steps_sent) | set(keys))
+    policy, calendar, hours = policy_and_calendar(row, ruleset)
+    when = next_step_at(policy, _clock(row), calendar, parse_sent(row.steps_sent), hours)
+    (SlaClock.update(steps_sent=row.steps_sent, next_step_at=_naive(when))
+     .where(SlaClock.id == row.id).execute())
+
+
+def defer(row: SlaClock, until: datetime) -> None:
+    """Look at this clock again at `until` (its escalation failed now)."""
+    SlaClock.update(next_step_at=_naive(until)).where(SlaClock.id == row.id).execute()
+
+
+def reschedule(ruleset: Ruleset, *, batch: int = 1000) -> int:
+    """Recompute `next_step_at` of every running clock from the rules as they are now (the
+    first sweep after start and after a reload: escalations may have changed).  Returns
+    how many changed."""
+    changed, last = 0, 0
+    while True:
+        rows = list(SlaClock.select().where(SlaClock.running_since.is_null(False), SlaClock.id > last)
+                    .order_by(SlaClock.id).limit(batch))
+        if not rows:
+            return changed
+        for row in rows:
+            policy, calendar, hours = policy_and_calendar(row, ruleset)
+            when = _naive(next_step_at(policy, _clock(row), calendar, parse_sent(row.steps_sent), hours))
+            if when != row.next_step_at:
+                SlaClock.update(next_step_at=when).where(SlaClock.id == row.id).execute()
+                changed += 1
+        last = rows[-1].id
 
 
 def _aware(at: datetime | None) -> datetime | None:
@@ -151,4 +251,6 @@ def _naive(at: datetime | None) -> datetime | None:
     return at.astimezone(timezone.utc).replace(tzinfo=None) if at is not None else None
 
 
-__all__ = ["FIRST_RESPONSE", "NEXT_RESPONSE", "RESOLUTION", "calendar_of", "clocks", "sync"]
+__all__ = ["FIRST_RESPONSE", "NEXT_RESPONSE", "RESOLUTION", "calendar_of", "claim_step", "clock_of",
+           "clocks", "defer", "due_clocks", "policy_and_calendar", "record_sent", "reschedule",
+           "sweep_lock", "sync"]
