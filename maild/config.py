@@ -96,6 +96,12 @@ text is expected is an error: quote it):
     door. Bytes, or a string with a unit: ``"25MB"``, ``"25 MiB"``, ``"512k"``, ``"1G"``;
     k/M/G count 1024s, as in nginx. ``auto_replies_per_hour`` (default 3):
     automatic mails maild sends to one address per hour (0: none).
+``scheduler`` (optional)
+    ``sla_sweep_seconds`` (default 30; 1 or more): how often the SLA sweep looks for
+    escalation steps that fell due. ``housekeeping_minutes`` (default 60): how often
+    housekeeping runs. ``close_resolved_after_days`` (default 7; 0 never): housekeeping
+    closes a ticket that stayed resolved this many days (a later reply then reopens it
+    within ``helpdesk.reopen_days``, as for any closed ticket).
 ``log_level`` (default info): debug, info, warning, error or critical.
 
 Relative paths (spool, rules, sqlite, maildir, unix sockets) are resolved against the
@@ -183,6 +189,13 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Scheduler:
+    sla_sweep_seconds: int = 30
+    housekeeping_minutes: int = 60
+    close_resolved_after_days: int = 7     # 0: never
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str              # for playhouse.db_url.connect; sqlite: sqlite:////abs/path
     spool_dir: Path
@@ -194,6 +207,7 @@ class Settings:
     limits: Limits
     log_level: str                 # one of LOG_LEVELS
     config_path: Path              # absolute path of the file these came from
+    scheduler: Scheduler = Scheduler()
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -260,6 +274,12 @@ class _Limits(StrictModel):
     auto_replies_per_hour: Annotated[int, Field(ge=0)] = 3
 
 
+class _Scheduler(StrictModel):
+    sla_sweep_seconds: Annotated[int, Field(ge=1)] = 30
+    housekeeping_minutes: Annotated[int, Field(ge=1)] = 60
+    close_resolved_after_days: Annotated[int, Field(ge=0)] = 7
+
+
 class _SettingsFile(StrictModel):
     database: Annotated[str, AfterValidator(_check_database)]
     spool: PathText
@@ -269,6 +289,7 @@ class _SettingsFile(StrictModel):
     trust: _Trust | None = None            # left out: authentication-results from our MTA
     rules: PathText
     limits: _Limits | None = None
+    scheduler: _Scheduler | None = None
     log_level: Annotated[str, AfterValidator(_check_log_level)] = "info"
 
 
@@ -340,6 +361,7 @@ def _build(doc: _SettingsFile, config_path: Path) -> Settings:
                       auto_replies_per_hour=limits.auto_replies_per_hour),
         log_level=doc.log_level,
         config_path=config_path,
+        scheduler=Scheduler(**(doc.scheduler or _Scheduler()).model_dump()),
     )
 
 

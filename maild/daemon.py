@@ -3,8 +3,9 @@
 Roles: `maild serve` runs the *intake* (LMTP/SMTP listeners and the spool's group commit)
 and starts the *processing* role as a child process (`maild process`, see maild/child.py)
 so each has a core of its own; `both` runs everything in one process (tests, small
-sites).  Threads in processing: the event loop runs the outbound relay client; one store
-thread does all database work (the worker's batches and the sender's outbox updates), so
+sites).  Threads in processing: the event loop runs the outbound relay client and the
+scheduler's timing (maild/scheduler.py); one store thread does all database work (the
+worker's batches, the sender's outbox updates, the SLA sweep and housekeeping), so
 SQLite has a single writer; the spool has its own writer thread.  No event loop ever
 waits on the database or on fsync.
 
@@ -33,6 +34,7 @@ from maild.outbound import Sender
 from maild.pidfile import remove_pid_file, write_pid_file
 from maild.relay import relay_from_url
 from maild.runtime import Runtime
+from maild.scheduler import Scheduler
 from maild.spool import SpoolBusy
 from maild.worker import StoreUnavailable, Worker
 from store.db import DatabaseUnavailable
@@ -65,6 +67,7 @@ class Daemon:
         self.db = None
         self.worker: Worker | None = None
         self.sender: Sender | None = None
+        self.scheduler: Scheduler | None = None
         self.ready = asyncio.Event()          # listeners bound: mail is accepted
         self.store_ready = asyncio.Event()    # database open: mail is processed
 
@@ -102,9 +105,13 @@ class Daemon:
                                  db=self.db, max_attempts=self.settings.outbound.max_attempts,
                                  loop_value=self.settings.helpdesk.hostname,
                                  envelope_from=self.settings.outbound.mail_from)
+            self.scheduler = Scheduler(self.settings.scheduler, db=self.db,
+                                       context=self.runtime.context, run_in_store=self.in_store,
+                                       on_queued=self.sender.wakeup.set)
             self.work.set()
             tasks = [asyncio.create_task(self._pump(), name="pump"),
-                     asyncio.create_task(self.sender.run(self.stop), name="sender")]
+                     asyncio.create_task(self.sender.run(self.stop), name="sender"),
+                     asyncio.create_task(self.scheduler.run(self.stop), name="scheduler")]
             for task in tasks:
                 task.add_done_callback(self._task_ended)
             await self.stop.wait()

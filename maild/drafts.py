@@ -4,13 +4,16 @@
     notes = notifications(snap, context, event=..., ...)        # to agents
     reply = public_reply(snap, context, agent=agent, text=...)  # an agent's answer, relayed
     error = command_error(snap_or_none, context, agent=..., ...)# to the agent, nothing applied
+    warn = escalation(snap, context, recipient=..., sla=..., last_message=...)  # SLA step
 
 Who may receive what (DESIGN §1.6 and issue 3's "no path may leak a note"):
 - customers get only the acknowledgement (their own text back) and public replies (the
   agent's new text and name, never the agent's address unless
   `helpdesk.expose_agent_address`, never the ticket's history, notes or commands);
 - notifications and command errors go to agent addresses only (`notifications` drops any
-  other address) and their copies on the ticket are `internal`.
+  other address) and their copies on the ticket are `internal`;
+- SLA warnings and breaches go to whom the policy names (agents, or addresses the admin
+  wrote in rules.yaml, such as a manager's) and are `internal` too.
 
 Headers: our own Message-ID (it carries the ticket number, so any answer threads),
 the subject token, In-Reply-To/References of the thread.  Public replies answer the
@@ -34,6 +37,7 @@ from store.snapshot import TicketSnapshot
 log = logging.getLogger(__name__)
 
 ACK, REPLY, NOTIFY, COMMAND_ERROR = "ack", "reply", "notify_agent", "command_error"
+SLA_WARNING, SLA_BREACH = "sla_warning", "sla_breach"
 AUTO_REPLIED, AUTO_GENERATED = "auto-replied", "auto-generated"
 MAX_REFERENCES = 20
 
@@ -179,3 +183,30 @@ def command_error(snap: TicketSnapshot, context, *, agent: Agent, subject: str,
         references=references, text=rendered.text, html=rendered.html, kind="command_error",
         reply_to=context.comment_address if internal and context.comment_address else None,
         auto_submitted=AUTO_REPLIED, internal=True)
+
+
+def escalation(snap: TicketSnapshot, context, *, template: str, recipient: tuple[str, str],
+               sla: dict, last_message: dict | None) -> OutgoingDraft:
+    """An SLA step's mail to one recipient, (name, address).  `template` is the step's
+    (sla_warning, sla_breach or the site's own); `sla` and `last_message` are the values
+    `maild.escalations` computed.  As with notifications, a plain Reply goes to the queue's
+    address: an agent's answer reaches the customer (and stops a response clock)."""
+    name, address = recipient
+    rendered = context.render(template, {
+        "helpdesk": _helpdesk(context), "ticket": _ticket(snap, context),
+        "recipient": {"name": name, "address": address}, "sla": sla,
+        "last_message": last_message,
+    })
+    label = "SLA breach" if sla["breached"] else "SLA warning"
+    last = snap.last_customer_message
+    in_reply_to, references = _thread(last.message_id, last.references) if last else (None, ())
+    public = queue_address(snap.queue, context)
+    return OutgoingDraft(
+        ticket_id=snap.id, template=template, automatic=True,
+        from_name=context.helpdesk_name, from_address=public, to_address=address,
+        subject=_subject(f"{label} ({sla['clock_label']}, {sla['step']}): {snap.subject}",
+                         context, snap.number),
+        message_id=_message_id(snap.number, context), in_reply_to=in_reply_to,
+        references=references, text=rendered.text, html=rendered.html,
+        kind=SLA_BREACH if sla["breached"] else SLA_WARNING,
+        reply_to=public, auto_submitted=AUTO_GENERATED, internal=True)

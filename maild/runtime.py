@@ -37,6 +37,7 @@ def load_policy(settings: Settings, rules_path: Path | None = None
     ruleset = load_rules(rules_path or settings.rules_path, templates=frozenset(env.names()))
     _check_agents_are_not_ours(settings, ruleset)
     check_acknowledgements(ruleset, env)
+    check_escalations(ruleset, env)
     return ruleset, env
 
 
@@ -55,6 +56,32 @@ def check_acknowledgements(ruleset: Ruleset, env: templates.TemplateEnvironment)
             problems.append(ConfigProblem(ruleset.source, rule.line, 1, f"rules[{i}].then.auto_reply",
                                           f"rule {rule.name!r}: template {name!r} cannot be an "
                                           f"acknowledgement: {exc}"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def check_escalations(ruleset: Ruleset, env: templates.TemplateEnvironment) -> None:
+    """Every template an SLA escalation names renders with the values an escalation mail
+    gets, so a broken site template is refused at load, not at 3 a.m. in the sweep."""
+    problems, tried = [], {}
+    source = Path(ruleset.source) if ruleset.source else None
+    lines = source.read_text(encoding="utf-8", errors="replace").splitlines() if source else []
+    for policy in ruleset.sla_policies:
+        for i, step in enumerate(policy.escalations):
+            name = step.template
+            if name not in tried:
+                try:
+                    env.render(name, templates.SAMPLE_CONTEXTS["sla_breach"])
+                    tried[name] = None
+                except templates.TemplateError as exc:
+                    tried[name] = str(exc)
+            if tried[name] is None:
+                continue
+            line = next((n for n, text in enumerate(lines, 1) if f"template: {name}" in text), 0)
+            problems.append(ConfigProblem(ruleset.source, line, 1 if line else 0,
+                                          f"sla.{policy.name}.escalations[{i}].template",
+                                          f"template {name!r} cannot be an SLA escalation mail: "
+                                          f"{tried[name]}"))
     if problems:
         raise ConfigError(problems)
 

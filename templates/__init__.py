@@ -368,3 +368,26 @@ SAMPLE_CONTEXTS.update({
         "errors": ["#stauts pending: unknown command"], "subject": "Re: [Acme #1042] Printer",
     },
 })
+_SAMPLE_LAST_MESSAGE = {"from_name": "Jörg Müller", "from_address": "joerg@example.org",
+                        "at": "2026-12-01 08:10 UTC",
+                        "summary": "The printer on floor 3 jams on every page since this "
+                                   "morning. We already restarted it twice."}
+_SAMPLE_SLA = {"policy": "standard", "clock": "first_response", "clock_label": "first response",
+               "target": "8h", "calendar": "office",
+               "due_at": "2026-12-01 09:30 CET", "due_at_utc": "2026-12-01 08:30 UTC"}
+SAMPLE_CONTEXTS.update({         # the SLA engine's escalations (rules.yaml `sla:`)
+    "sla_warning": {
+        "helpdesk": _SAMPLE_HELPDESK, "ticket": _SAMPLE_TICKET,
+        "recipient": {"name": "Alice Agent", "address": "alice@example.com"},
+        "sla": {**_SAMPLE_SLA, "step": "80%", "breached": False, "left": "1h 36m",
+                "overdue": "", "used": "6h 24m", "percent_used": 80},
+        "last_message": _SAMPLE_LAST_MESSAGE,
+    },
+    "sla_breach": {
+        "helpdesk": _SAMPLE_HELPDESK, "ticket": _SAMPLE_TICKET,
+        "recipient": {"name": "", "address": "bob@example.com"},
+        "sla": {**_SAMPLE_SLA, "step": "breach", "breached": True, "left": "",
+                "overdue": "2h 5m", "used": "10h 5m", "percent_used": 126},
+        "last_message": _SAMPLE_LAST_MESSAGE,
+    },
+})

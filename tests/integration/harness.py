@@ -35,8 +35,8 @@ DEFAULT_RULES = ("version: 1\nqueues:\n  general: {address: support@example.com}
 
 def write_config(folder: Path, database_url: str, relay: str, **extra) -> Path:
     """maild.yaml and rules.yaml in `folder`.  `extra` may give `limits`, `helpdesk` (more
-    keys inside helpdesk: '{...}', e.g. 'comment_address: x@y'), `trust` (the mapping) and
-    `rules` (the whole rules.yaml)."""
+    keys inside helpdesk: '{...}', e.g. 'comment_address: x@y'), `trust` and `scheduler`
+    (the mappings) and `rules` (the whole rules.yaml)."""
     folder.mkdir(parents=True, exist_ok=True)
     limits = extra.get("limits", "{max_message_size: 200000, auto_replies_per_hour: 3}")
     more = f", {extra['helpdesk']}" if extra.get("helpdesk") else ""
@@ -49,6 +49,7 @@ def write_config(folder: Path, database_url: str, relay: str, **extra) -> Path:
         f"hostname: example.com{more}}}\n"
         "rules: rules.yaml\n"
         + (f"trust: {extra['trust']}\n" if extra.get("trust") else "")
+        + (f"scheduler: {extra['scheduler']}\n" if extra.get("scheduler") else "")
         + f"limits: {limits}\n")
     (folder / "rules.yaml").write_text(extra.get("rules", DEFAULT_RULES))
     return folder / "maild.yaml"
