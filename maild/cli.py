@@ -10,6 +10,8 @@
                                               which rules match a message and why; changes nothing
     maild [-c CONFIG] reload                  check the rules, then make the daemon reload them
     maild [-c CONFIG] sla show N [--json] [--now T]   a ticket's SLA clocks
+    maild [-c CONFIG] sla sweep [--now T] [--dry-run] [--json]   send the escalations due
+    maild [-c CONFIG] report [--since DATE] [--json] [--now T]   response times, SLA compliance, breaches
     maild [-c CONFIG] tickets [--status S] [--assignee A] [--queue Q] [--json]
     maild [-c CONFIG] show N [--json]
     maild [-c CONFIG] outbox [--status S] [--json]
@@ -71,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     sshow.add_argument("number", type=int)
     sshow.add_argument("--json", action="store_true")
     sshow.add_argument("--now", help="as of this time, ISO 8601 (default: now)")
+    ssweep = ssub.add_parser("sweep", help="send the escalation steps due (as the scheduler does)")
+    ssweep.add_argument("--now", help="as of this time, ISO 8601 (default: now)")
+    ssweep.add_argument("--dry-run", action="store_true", help="show what would be sent; change nothing")
+    ssweep.add_argument("--json", action="store_true")
+    report = sub.add_parser("report", help="first-response and resolution times, SLA compliance, breaches")
+    report.add_argument("--since", help="tickets created since DATE (YYYY-MM-DD, UTC) or an ISO 8601 time "
+                                        "(default: 30 days ago)")
+    report.add_argument("--json", action="store_true")
+    report.add_argument("--now", help="as of this time, ISO 8601 (default: now)")
     tickets = sub.add_parser("tickets", help="list tickets")
     tickets.add_argument("--status")
     tickets.add_argument("--assignee", help="an agent's address")

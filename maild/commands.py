@@ -315,3 +315,8 @@ def cmd_reload(args) -> int:
 def cmd_sla(args) -> int:
     from maild.sla_commands import cmd_sla as run
     return run(args)
+
+
+def cmd_report(args) -> int:
+    from maild.report_commands import cmd_report as run
+    return run(args)

@@ -1,12 +1,19 @@
-"""`maild sla show N`: a ticket's SLA clocks, for a person or as JSON.
+"""`maild sla show N` and `maild sla sweep`: a ticket's SLA clocks; one escalation sweep.
 
     maild sla show N [--json] [--now ISO-TIME]
+    maild sla sweep [--now ISO-TIME] [--dry-run] [--json]
 
 For each clock (first response, next response, resolution): its state (running, paused
 while the ticket waits on the customer, stopped), the target and the business time it
 allows, the business time used and left (negative: overdue), and when it is due, in the
 calendar's time zone and in UTC.  `--now` asks as of another time (default: now).
 Reads only; the clocks are kept by `store.sla` as the ticket changes.
+
+`sla sweep` runs one SLA sweep as the daemon's scheduler does (`maild.escalations`), as
+of `--now`, after recomputing every running clock's next step from rules.yaml as it is
+on disk, and prints each step sent: ticket, clock, step, when it fell due, to whom.
+Steps already sent are never sent again, whoever sent them.  `--dry-run` prints what
+would be sent and changes nothing (the whole sweep is rolled back).
 """
 from __future__ import annotations
 
@@ -23,17 +30,53 @@ def cmd_sla(args) -> int:
     from maild.rules_commands import NoSpool, parse_when
 
     settings = _settings(args)
-    ruleset = _runtime(settings, spool=NoSpool()).ruleset
+    runtime = _runtime(settings, spool=NoSpool())
     try:
         now = parse_when(args.now)
     except ValueError as exc:
-        print(f"maild sla: {exc}", file=sys.stderr)
+        print(f"maild sla: {exc}".replace("--at", "--now"), file=sys.stderr)
         return EX_USAGE
-    db = _read_database(settings)
+    if args.action == "sweep":
+        _read_database(settings).close()          # a database without a schema is named
+        db = runtime.open_database()              # the sweep writes: schema brought up to date
+    else:
+        db = _read_database(settings)
     try:
-        return _show(args, ruleset, now)
+        if args.action == "sweep":
+            return _sweep(args, runtime, db, now)
+        return _show(args, runtime.ruleset, now)
     finally:
         db.close()            # no statement left open: the daemon may be writing
+
+
+def _sweep(args, runtime, db, now: datetime) -> int:
+    from maild import escalations
+    from store import sla
+
+    context = runtime.context()
+    with db.atomic() as outer:
+        sla.reschedule(context.ruleset)
+        result = escalations.sweep(db, context, now, dry_run=args.dry_run)
+        if args.dry_run:
+            outer.rollback()
+    steps = [{"ticket": s.ticket_number, "clock": s.clock, "cycle": s.cycle, "step": s.step,
+              "breach": s.breached, "due_at": s.due_at.astimezone(timezone.utc).isoformat(),
+              "recipients": list(s.recipients)} for s in result.sent]
+    if args.json:
+        print_json({"now": now.isoformat(), "dry_run": args.dry_run, "locked_out": result.locked_out,
+                    "sent": steps})
+        return EX_OK
+    verb = "would send" if args.dry_run else "sent"
+    if result.locked_out:
+        print("another maild instance is sweeping now; nothing done")
+    for s in steps:
+        print(f"#{s['ticket']} {s['clock']} {s['step']}"
+              + (f" (cycle {s['cycle']})" if s["cycle"] > 1 else "")
+              + f", due {s['due_at'][:16].replace('T', ' ')} UTC: {verb} to "
+              + (", ".join(s["recipients"]) or "nobody (no assignee, team or address to notify)"))
+    print(f"SLA sweep as of {now:%Y-%m-%d %H:%M} UTC: {len(steps)} step(s) {verb}"
+          + (" (dry run: nothing changed)" if args.dry_run else ""))
+    return EX_OK
 
 
 def _show(args, ruleset, now: datetime) -> int:
