@@ -92,6 +92,9 @@ def sweep(db, context, now: datetime, *, dry_run: bool = False, batch: int = BAT
                 try:
                     with db.atomic():          # a savepoint: one bad ticket spoils nothing else
                         sent.extend(_escalate(row, context, now))
+                except ClockChanged:
+                    log.info("ticket id %s: SLA %s changed during the sweep; its mails were "
+                             "not queued, the next sweep looks again", row.ticket_id, row.clock)
                 except Exception:  # noqa: BLE001 - e.g. a site template that fails to render
                     log.exception("ticket id %s: SLA %s escalation failed; trying again in %s",
                                   row.ticket_id, row.clock, RETRY_FAILED)
@@ -109,8 +112,19 @@ def sweep(db, context, now: datetime, *, dry_run: bool = False, batch: int = BAT
     return SweepResult(tuple(sent), looked)
 
 
+class ClockChanged(Exception):
+    """The clock row changed between the sweep's read and its write (never expected: the
+    row is locked on PostgreSQL and SQLite has one writer); the step is not sent."""
+
+
 def _escalate(row, context, now: datetime) -> list[Escalated]:
     ruleset = context.ruleset
+    # the clocks as the ticket asks now: repairs a clock left running while the rules had
+    # no SLA (nothing kept them then), so a resolved ticket never escalates
+    sla.sync(row.ticket_id, ruleset, now)
+    row = sla.reread(row)
+    if row is None or row.next_step_at is None or row.next_step_at > sla.naive(now):
+        return []
     policy, calendar, hours = sla.policy_and_calendar(row, ruleset)
     clock = sla.clock_of(row)
     due = due_steps(policy, clock, calendar, parse_sent(row.steps_sent), now, hours) if policy else []
@@ -132,7 +146,8 @@ def _escalate(row, context, now: datetime) -> list[Escalated]:
                               f"{row.clock} {step.key}: " + (", ".join(addresses) or "nobody to notify"))
             out.append(Escalated(snap.number, row.clock, row.cycle, step.key, when,
                                  values["breached"], addresses))
-    sla.record_sent(row, [step.key for step, _ in due], ruleset)
+    if not sla.record_sent(row, [step.key for step, _ in due], ruleset, now):
+        raise ClockChanged(row.id)
     return out
 
 

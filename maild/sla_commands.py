@@ -55,7 +55,7 @@ def _sweep(args, runtime, db, now: datetime) -> int:
 
     context = runtime.context()
     with db.atomic() as outer:
-        sla.reschedule(context.ruleset)
+        sla.reschedule(context.ruleset, now)
         result = escalations.sweep(db, context, now, dry_run=args.dry_run)
         if args.dry_run:
             outer.rollback()

@@ -79,28 +79,47 @@ def fire_at(step: Step, clock: Clock, calendar: Calendar,
 
 
 def next_step_at(policy: SlaPolicy | None, clock: Clock, calendar: Calendar,
-                 sent: frozenset[str] | set[str], hours: Calendar | None = None) -> datetime | None:
-    """The earliest time an unsent step of `clock` falls due; None: nothing to wait for."""
+                 sent: frozenset[str] | set[str], hours: Calendar | None = None,
+                 now: datetime | None = None) -> datetime | None:
+    """The earliest time an unsent step of `clock` may be sent; None: nothing to wait for.
+    Given `now`, a business-hours step already due but held back (closed now) counts
+    from the next opening after `now`."""
     if policy is None:
         return None
-    times = [when for step in steps_for(policy, clock.name) if step.key not in sent
-             for when in (fire_at(step, clock, calendar, hours),) if when is not None]
+    times = [_sendable(step, when, calendar, hours, now) for step in steps_for(policy, clock.name)
+             if step.key not in sent for when in (fire_at(step, clock, calendar, hours),)
+             if when is not None]
     return min(times, default=None)
 
 
 def due_steps(policy: SlaPolicy, clock: Clock, calendar: Calendar, sent: frozenset[str] | set[str],
               now: datetime, hours: Calendar | None = None) -> list[tuple[Step, datetime]]:
-    """The unsent steps of `clock` due at `now`, earliest first (one entry per step, however
-    long ago it fell due: a sweep after downtime catches up once, not once per missed run)."""
+    """The unsent steps of `clock` to send at `now`, earliest first (one entry per step,
+    however long ago it fell due: a sweep after downtime catches up once, not once per
+    missed run).  A business-hours step that fell due while maild was down waits for the
+    office to open, like one that falls due at night."""
     now = _utc(now)
     due = [(step, when) for step in steps_for(policy, clock.name) if step.key not in sent
-           for when in (fire_at(step, clock, calendar, hours),) if when is not None and when <= now]
+           for when in (fire_at(step, clock, calendar, hours),)
+           if when is not None and _sendable(step, when, calendar, hours, now) <= now]
     return sorted(due, key=lambda pair: pair[1])
+
+
+def _sendable(step: Step, when: datetime, calendar: Calendar, hours: Calendar | None,
+              now: datetime | None) -> datetime:
+    """When a step due at `when` may go out, seen at `now`."""
+    if now is None or when > _utc(now) or not step.escalation.only_in_business_hours:
+        return when
+    hours = hours or calendar
+    return hours.next_open(_utc(now))
 
 
 def overdue(clock: Clock, calendar: Calendar, now: datetime) -> timedelta:
     """Business time past the budget (zero when not breached)."""
     return max(timedelta(0), -clock.remaining(calendar, now))
+
+
+LEGACY = "?"       # steps_sent of a clock from before escalations existed (schema 4)
 
 
 def parse_sent(text: str) -> frozenset[str]:

@@ -28,9 +28,9 @@ the running clock, `rules.sla_steps`; NULL while paused or stopped), so
 
     due_clocks(now, limit)           # the clocks with a step due: an indexed range read
     claim_step(row, key, due, now, recipients)   # the ledger row; False: already sent
-    record_sent(row, keys, ruleset)  # steps_sent += keys, next_step_at recomputed
+    record_sent(row, keys, ruleset, now)   # steps_sent += keys, next_step_at recomputed
     defer(row, until)                # its escalation failed: look again later
-    reschedule(ruleset)              # after start or a rules reload: recompute them all
+    reschedule(ruleset, now)         # after start or a rules reload: recompute them all
     sweep_lock(db)                   # PostgreSQL: one sweeping instance at a time
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 from rules.model import Ruleset
 from rules.sla_clock import (AROUND_THE_CLOCK, CLOCKS, FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION,
                              PAUSED, RUNNING, STOPPED, Clock, budget_for)
-from rules.sla_steps import format_sent, next_step_at, parse_sent
+from rules.sla_steps import LEGACY, due_steps, format_sent, next_step_at, parse_sent
 from store.db import is_sqlite
 from store.fastsql import fetch, insert_row
 from store.models import SlaClock, SlaEscalation, Ticket
@@ -84,7 +84,10 @@ def sync(ticket_id: int, ruleset: Ruleset, now: datetime, *, customer_replied: b
                 clock = Clock.start(name, budget_for(calendar, now, target), now)
                 _insert(ticket_id, clock, policy, ticket.priority, calendar, hours)
             continue
-        if name == NEXT_RESPONSE and customer_replied and wanted == RUNNING and target is not None:
+        if (name == NEXT_RESPONSE and customer_replied and wanted == RUNNING and target is not None
+                and clock.state == STOPPED):
+            # the first unanswered customer mail starts a cycle; a follow-up ("any news?")
+            # before the agents answered moves no deadline (as Zendesk's next reply time)
             clock = clock.restart(budget_for(calendar, now, target), now)
         elif target is None:
             clock = clock.stop(calendar, now)          # this priority has no such clock
@@ -181,9 +184,15 @@ def sweep_lock(db) -> bool:
 
 
 def due_clocks(now: datetime, limit: int) -> list[SlaClock]:
-    """Clocks with an escalation step due at `now`, the longest due first (an index range)."""
-    return list(SlaClock.select().where(SlaClock.next_step_at <= _naive(now))
-                .order_by(SlaClock.next_step_at, SlaClock.id).limit(limit))
+    """Clocks with an escalation step due at `now`, the longest due first (an index range).
+    On PostgreSQL the rows are locked for the transaction (`FOR UPDATE SKIP LOCKED`): a
+    worker changing the same clock (a customer's reply starting a new cycle) waits for the
+    sweep's commit, or the sweep reads what it committed."""
+    query = (SlaClock.select().where(SlaClock.next_step_at <= _naive(now))
+             .order_by(SlaClock.next_step_at, SlaClock.id).limit(limit))
+    if not is_sqlite(SlaClock._meta.database):
+        query = query.for_update("FOR UPDATE SKIP LOCKED")
+    return list(query)
 
 
 def policy_and_calendar(row: SlaClock, ruleset: Ruleset):
@@ -192,6 +201,16 @@ def policy_and_calendar(row: SlaClock, ruleset: Ruleset):
     policy = ruleset.sla_policy(row.policy)
     return (policy, calendar_of(policy, ruleset) if policy else AROUND_THE_CLOCK,
             notify_hours(policy, ruleset))
+
+
+def reread(row: SlaClock) -> SlaClock | None:
+    """The clock row as it is now in this transaction (None: gone)."""
+    return SlaClock.get_or_none(SlaClock.id == row.id)
+
+
+def naive(at: datetime) -> datetime:
+    """Naive UTC, as the database keeps times."""
+    return _naive(at)
 
 
 def clock_of(row: SlaClock) -> Clock:
@@ -210,13 +229,18 @@ def claim_step(row: SlaClock, key: str, due_at: datetime, now: datetime,
     return bool(rows)
 
 
-def record_sent(row: SlaClock, keys, ruleset: Ruleset) -> None:
-    """Add `keys` to the clock's sent steps and move `next_step_at` to the next unsent one."""
-    row.steps_sent = format_sent(parse_sent(row.steps_sent) | set(keys))
+def record_sent(row: SlaClock, keys, ruleset: Ruleset, now: datetime) -> bool:
+    """Add `keys` to the clock's sent steps and move `next_step_at` to the next unsent one;
+    False (nothing written) when the clock changed since `row` was read."""
+    sent = format_sent(parse_sent(row.steps_sent) | set(keys))
     policy, calendar, hours = policy_and_calendar(row, ruleset)
-    when = next_step_at(policy, _clock(row), calendar, parse_sent(row.steps_sent), hours)
-    (SlaClock.update(steps_sent=row.steps_sent, next_step_at=_naive(when))
-     .where(SlaClock.id == row.id).execute())
+    when = next_step_at(policy, _clock(row), calendar, parse_sent(sent), hours, now)
+    changed = (SlaClock.update(steps_sent=sent, next_step_at=_naive(when))
+               .where(SlaClock.id == row.id, SlaClock.cycle == row.cycle,
+                      SlaClock.steps_sent == row.steps_sent,
+                      SlaClock.running_since == row.running_since).execute())
+    row.steps_sent = sent
+    return bool(changed)
 
 
 def defer(row: SlaClock, until: datetime) -> None:
@@ -224,23 +248,42 @@ def defer(row: SlaClock, until: datetime) -> None:
     SlaClock.update(next_step_at=_naive(until)).where(SlaClock.id == row.id).execute()
 
 
-def reschedule(ruleset: Ruleset, *, batch: int = 1000) -> int:
+def reschedule(ruleset: Ruleset, now: datetime, *, batch: int = 1000) -> int:
     """Recompute `next_step_at` of every running clock from the rules as they are now (the
-    first sweep after start and after a reload: escalations may have changed).  Returns
-    how many changed."""
+    first sweep after start and after a reload: escalations may have changed), one
+    transaction per `batch` clocks.  Returns how many changed.
+
+    Clocks from before schema 5 (`steps_sent` = LEGACY) had no escalations: the steps
+    that fell due before now are marked sent without a mail, so an upgrade does not mail
+    every step of every open ticket's history at once."""
+    db = SlaClock._meta.database
     changed, last = 0, 0
     while True:
-        rows = list(SlaClock.select().where(SlaClock.running_since.is_null(False), SlaClock.id > last)
-                    .order_by(SlaClock.id).limit(batch))
-        if not rows:
+        with db.atomic():
+            rows = list(SlaClock.select().where(SlaClock.running_since.is_null(False), SlaClock.id > last)
+                        .order_by(SlaClock.id).limit(batch))
+            for row in rows:
+                changed += _reschedule_one(row, ruleset, now)
+        if len(rows) < batch:
             return changed
-        for row in rows:
-            policy, calendar, hours = policy_and_calendar(row, ruleset)
-            when = _naive(next_step_at(policy, _clock(row), calendar, parse_sent(row.steps_sent), hours))
-            if when != row.next_step_at:
-                SlaClock.update(next_step_at=when).where(SlaClock.id == row.id).execute()
-                changed += 1
         last = rows[-1].id
+
+
+def _reschedule_one(row: SlaClock, ruleset: Ruleset, now: datetime) -> int:
+    policy, calendar, hours = policy_and_calendar(row, ruleset)
+    clock, sent = _clock(row), parse_sent(row.steps_sent)
+    if row.steps_sent == LEGACY:
+        sent = frozenset(step.key for step, _ in due_steps(policy, clock, calendar, set(), now, hours)) \
+            if policy else frozenset()
+        row.steps_sent = format_sent(sent)
+        log.info("ticket id %s: SLA %s steps due before the upgrade to escalations, not mailed: %s",
+                 row.ticket_id, row.clock, row.steps_sent or "none")
+    when = _naive(next_step_at(policy, clock, calendar, sent, hours, now))
+    if when == row.next_step_at and row.steps_sent == format_sent(sent):
+        return 0
+    (SlaClock.update(next_step_at=when, steps_sent=row.steps_sent)
+     .where(SlaClock.id == row.id).execute())
+    return 1
 
 
 def _aware(at: datetime | None) -> datetime | None:
@@ -252,5 +295,5 @@ def _naive(at: datetime | None) -> datetime | None:
 
 
 __all__ = ["FIRST_RESPONSE", "NEXT_RESPONSE", "RESOLUTION", "calendar_of", "claim_step", "clock_of",
-           "clocks", "defer", "due_clocks", "policy_and_calendar", "record_sent", "reschedule",
+           "clocks", "defer", "due_clocks", "naive", "reread", "policy_and_calendar", "record_sent", "reschedule",
            "sweep_lock", "sync"]

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from maild import escalations
+from store import sla
 from maild.config import load_settings
 from maild.runtime import build_context, load_policy
 from store.changes import Change
@@ -166,7 +167,10 @@ def test_a_new_next_response_cycle_escalates_again(db, context):
     agent_replies(db, context.ruleset, ticket, berlin(2026, 11, 23, 9, 30))
     customer_replies(db, context.ruleset, ticket, berlin(2026, 11, 23, 10, 0))
     escalations.sweep(db, context, berlin(2026, 11, 24, 10, 0))          # 8h later: breached
-    customer_replies(db, context.ruleset, ticket, berlin(2026, 11, 24, 11, 0), n=3)
+    customer_replies(db, context.ruleset, ticket, berlin(2026, 11, 24, 10, 10), n=3)  # "any news?"
+    assert row(ticket, "next_response").cycle == 1
+    agent_replies(db, context.ruleset, ticket, berlin(2026, 11, 24, 10, 30))
+    customer_replies(db, context.ruleset, ticket, berlin(2026, 11, 24, 11, 0), n=4)
     assert row(ticket, "next_response").steps_sent == ""                   # cycle 2 starts clean
     escalations.sweep(db, context, berlin(2026, 11, 25, 11, 0))
     cycles = [(e.cycle, e.step) for e in SlaEscalation.select().where(
@@ -182,11 +186,12 @@ def test_the_ledger_refuses_a_step_sent_by_someone_else(db, context):
     escalations.sweep(db, context, berlin(2026, 11, 23, 9, 50))
     with db.atomic():                                 # the other sweeper, with its stale row
         again = escalations._escalate(stale, context, berlin(2026, 11, 23, 9, 50))
+        assert not sla.claim_step(stale, "80%", berlin(2026, 11, 23, 9, 48),
+                                  berlin(2026, 11, 23, 9, 50), ("alice@example.com",))
     assert again == [] and sla_mails(ticket) == [("sla_warning", "alice@example.com")]
 
 
 def test_a_version_4_database_is_upgraded_and_its_running_clocks_get_their_steps(db, context):
-    from store import sla
     from store.migrations import LATEST, current_version
     from store.models import SchemaVersion
 
@@ -201,10 +206,13 @@ def test_a_version_4_database_is_upgraded_and_its_running_clocks_get_their_steps
 
     assert migrate(db) == (4, LATEST) and current_version(db) == LATEST
     assert row(ticket, "first_response").next_step_at is None      # not known yet
-    with db.atomic():
-        assert sla.reschedule(context.ruleset) == 2                 # first response, resolution
-    assert row(ticket, "first_response").next_step_at == berlin(2026, 11, 23, 9, 48)
-    assert [s.step for s in escalations.sweep(db, context, berlin(2026, 11, 23, 9, 48)).sent] == ["80%"]
+    # the first start after the upgrade, at 10:30: 80% and breach fell due before it
+    assert sla.reschedule(context.ruleset, berlin(2026, 11, 23, 10, 30)) == 2   # both clocks
+    upgraded = row(ticket, "first_response")
+    assert (upgraded.steps_sent, upgraded.next_step_at) == ("80%,breach", berlin(2026, 11, 23, 12, 0))
+    assert row(ticket, "resolution").steps_sent == ""
+    assert escalations.sweep(db, context, berlin(2026, 11, 23, 11, 0)).sent == ()   # no flood
+    assert [s.step for s in escalations.sweep(db, context, berlin(2026, 11, 23, 12, 0)).sent] == ["breach+2h"]
 
 
 def test_a_ticket_whose_mail_fails_to_render_is_retried_later_and_holds_back_nobody(
