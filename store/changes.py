@@ -59,8 +59,11 @@ def _apply_one(ticket: Ticket, change: Change, now: datetime) -> bool:
     if name == "status":
         if ticket.status == value:
             return False
+        # closing keeps the time it was resolved (a direct close resolves it now): the
+        # resolution time of `maild report` is not the auto-close delay
+        ticket.resolved_at = (now if value == "resolved" else
+                              (ticket.resolved_at or now) if value == "closed" else None)
         ticket.status = value
-        ticket.resolved_at = now if value == "resolved" else None
         ticket.closed_at = now if value == "closed" else None
         return True
     if name in COLUMNS:

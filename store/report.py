@@ -11,8 +11,8 @@ Population
 Times (`Measure`: wall and business, each `Times(count, median, p90)` as timedeltas)
     first response: `created_at` to `first_response_at` (wall time) over the tickets that
     got one, and the business time of their stopped `first_response` clock.  Resolution:
-    `created_at` to `resolved_at` (or `closed_at`: closing a resolved ticket clears
-    `resolved_at`) over the tickets resolved or closed now, and the business time of their
+    `created_at` to `resolved_at` (kept when a resolved ticket is closed; `closed_at` for
+    tickets closed before that was so) over the tickets resolved or closed now, and the business time of their
     stopped `resolution` clock.  No such tickets or clocks: count 0, median and p90 None.
     Median: the middle value (the mean of the two middle ones for an even count).  p90:
     nearest rank, the value at rank ceil(0.9 * count) of the sorted times.

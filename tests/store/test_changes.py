@@ -48,7 +48,7 @@ def test_a_change_that_changes_nothing_leaves_no_event(db):
     assert again == () and len(events(ticket.ticket_id)) == 1
 
 
-def test_resolving_and_closing_stamp_the_time_and_reopening_clears_it(db):
+def test_resolving_and_closing_stamp_the_time_and_closing_keeps_when_it_was_resolved(db):
     ticket = record(db, inbound())
     with db.atomic():
         changes.apply(ticket.ticket_id, (Change("status", "resolved"),), actor="alice@example.com", now=NOW)
@@ -56,7 +56,12 @@ def test_resolving_and_closing_stamp_the_time_and_reopening_clears_it(db):
     with db.atomic():
         changes.apply(ticket.ticket_id, (Change("status", "closed"),), actor="alice@example.com", now=LATER)
     row = Ticket.get_by_id(ticket.ticket_id)
-    assert (row.resolved_at, row.closed_at) == (None, LATER)
+    assert (row.resolved_at, row.closed_at) == (NOW, LATER)
+    other = record(db, inbound(message_id="other@customer.example"))
+    with db.atomic():                          # closed without being resolved first
+        changes.apply(other.ticket_id, (Change("status", "closed"),), actor="alice@example.com", now=LATER)
+        changes.apply(other.ticket_id, (Change("status", "open"),), actor="alice@example.com", now=LATER)
+    assert Ticket.get_by_id(other.ticket_id).resolved_at is None      # reopening clears it
 
 
 def test_the_first_reply_sets_the_first_response_time_once_and_opens_a_new_ticket(db):

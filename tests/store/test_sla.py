@@ -113,11 +113,16 @@ def test_an_agent_reply_stops_the_first_response_clock_and_a_customer_reply_star
     customer_replies(db, ruleset, ticket, berlin(2026, 11, 23, 16, 0))
     nxt = row(ticket, "next_response")
     assert (nxt.cycle, nxt.due_at) == (1, berlin(2026, 11, 24, 16, 0))
-    customer_replies(db, ruleset, ticket, berlin(2026, 11, 24, 9, 0), n=3)   # writes again
+    # "any news?" before the agents answered moves no deadline
+    customer_replies(db, ruleset, ticket, berlin(2026, 11, 24, 9, 0), n=3)
     assert (row(ticket, "next_response").cycle, row(ticket, "next_response").due_at) == \
-        (2, berlin(2026, 11, 24, 17, 0))
+        (1, berlin(2026, 11, 24, 16, 0))
     agent_replies(db, ruleset, ticket, berlin(2026, 11, 24, 10, 0))
     assert row(ticket, "next_response").due_at is None
+    customer_replies(db, ruleset, ticket, berlin(2026, 11, 24, 11, 0), n=4)   # a new question
+    assert (row(ticket, "next_response").cycle, row(ticket, "next_response").due_at) == \
+        (2, berlin(2026, 11, 25, 11, 0))
+    agent_replies(db, ruleset, ticket, berlin(2026, 11, 24, 12, 0))
     assert row(ticket, "resolution").due_at == berlin(2026, 11, 27, 17, 0)   # 5 business days of 8h
 
 
