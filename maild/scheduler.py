@@ -60,10 +60,21 @@ class Scheduler:
     async def run(self, stop: asyncio.Event) -> None:
         await self._turn(self.jobs.run_all)            # at start: catch up at once
         while not stop.is_set():
+            self._unstick()
             nap = self.jobs.idle_seconds
             await wait_first(stop, timeout=min(MAX_NAP, max(0.0, nap if nap is not None else MAX_NAP)))
             if not stop.is_set():
                 await self._turn(self.jobs.run_pending)
+
+    def _unstick(self) -> None:
+        """`schedule` times jobs by the local wall clock: when it steps back (the autumn
+        DST change, an NTP correction) a job's next run lies more than one interval
+        ahead; run it now rather than an hour late."""
+        now = datetime.now()
+        for job in self.jobs.jobs:
+            period = timedelta(**{job.unit: job.interval})
+            if job.next_run is not None and job.next_run - now > period:
+                job.next_run = now
 
     async def _turn(self, run: Callable[[], None]) -> None:
         await self.run_in_store(run)
@@ -78,8 +89,7 @@ class Scheduler:
         try:
             context = self.context()
             if context.ruleset is not self._rules_seen:
-                with self.db.atomic():
-                    changed = sla.reschedule(context.ruleset)
+                changed = sla.reschedule(context.ruleset, self.clock())   # a transaction per batch
                 self._rules_seen = context.ruleset
                 log.info("SLA escalations rescheduled from the current rules (%d clocks changed)",
                          changed)
@@ -101,6 +111,8 @@ class Scheduler:
             ruleset = self.context().ruleset
             while True:
                 with self.db.atomic():
+                    if not sla.sweep_lock(self.db):      # another instance does it now
+                        break
                     batch = housekeeping.close_resolved(ruleset, self.clock(), after=timedelta(days=days))
                 closed += batch
                 if len(batch) < housekeeping.BATCH:

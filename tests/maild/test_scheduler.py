@@ -84,3 +84,52 @@ def test_a_reload_reschedules_the_running_clocks(db, context, tmp_path):
     jobs.sweep()
     assert row(ticket, "first_response").next_step_at == berlin(2026, 11, 23, 9, 30)
     store.shutdown()
+
+
+def test_a_wall_clock_stepping_back_does_not_delay_the_sweep(db, context):
+    from datetime import datetime, timedelta
+
+    jobs, store = scheduler(db, context, berlin(2026, 11, 23, 9, 0), sla_sweep_seconds=30)
+    sweep_job = next(j for j in jobs.jobs.jobs if j.unit == "seconds")
+    sweep_job.next_run = datetime.now() + timedelta(hours=1)     # as after the autumn DST change
+    jobs._unstick()
+    assert sweep_job.next_run <= datetime.now()
+    store.shutdown()
+
+
+def test_steps_held_for_office_hours_wait_after_downtime_too(db, context):
+    """Down from 15:30 to 18:00 on a Monday: the 24/7 breach goes to the assignee at once,
+    the office-hours one to the manager on Tuesday at 09:00, not at 18:00."""
+    from maild import escalations
+    from tests.maild.test_escalations import MANAGER
+    from tests.store.test_sla import row
+
+    ticket = assigned_ticket(db, context, berlin(2026, 11, 23, 15, 0), policy="around_the_clock")
+    late = escalations.sweep(db, context, berlin(2026, 11, 23, 18, 0))
+    assert [(s.step, s.recipients) for s in late.sent] == [("breach", ("alice@example.com",))]
+    assert row(ticket, "first_response").next_step_at == berlin(2026, 11, 24, 9, 0)
+    assert escalations.sweep(db, context, berlin(2026, 11, 23, 23, 0)).sent == ()
+    morning = escalations.sweep(db, context, berlin(2026, 11, 24, 9, 0))
+    assert [(s.step, s.recipients) for s in morning.sent] == [("breach#2", (MANAGER,))]
+
+
+def test_a_ticket_resolved_while_the_rules_had_no_sla_never_escalates(db, context, tmp_path):
+    from maild import escalations
+    from maild.config import load_settings
+    from maild.runtime import build_context, load_policy
+    from tests.store.test_sla import agent_replies, row
+
+    ticket = assigned_ticket(db, context, berlin(2026, 11, 23, 9, 0))
+    rules = tmp_path / "rules.yaml"
+    with_sla = rules.read_text()
+    rules.write_text(with_sla.split("calendars:")[0].replace(", sla: standard", ""))
+    settings = load_settings(tmp_path / "maild.yaml")
+    without = build_context(settings, *load_policy(settings))
+    agent_replies(db, without.ruleset, ticket, berlin(2026, 11, 23, 9, 30))
+    change(db, without.ruleset, ticket, berlin(2026, 11, 23, 9, 40), Change("status", "resolved"))
+    assert row(ticket, "resolution").running_since is not None       # nothing kept the clocks
+    # the SLA section is back
+    assert escalations.sweep(db, context, berlin(2026, 11, 25, 9, 0)).sent == ()
+    assert sla_mails(ticket) == []
+    assert row(ticket, "first_response").stopped_at is not None
+    assert row(ticket, "resolution").next_step_at is None
