@@ -4,10 +4,16 @@
 127.0.0.1:5432 (user postgres, database test), each PostgreSQL test in a schema of its
 own.  Where PostgreSQL is unreachable the PostgreSQL variant is skipped with the reason —
 except under CI (CI=true), where it fails: CI must exercise both.
+
+`dovecot_server` is a real Dovecot IMAP server on a free loopback port, shared by the
+session; `imap_account` a fresh user on it for each test; `private_dovecot` an instance of
+the test's own, to stop, kill or restart (tests/dovecot.py is the manual).  Where Dovecot is
+missing or cannot run, their tests are skipped with the reason — under CI they fail.
 """
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from pathlib import Path
 
@@ -75,3 +81,43 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus not found at {CORPUS}")
     return CORPUS
+
+
+def _started_dovecot():
+    from tests.dovecot import Dovecot, DovecotError
+
+    reason = Dovecot.unavailable()
+    if reason is None:
+        server = Dovecot()
+        try:
+            server.start()
+            return server
+        except DovecotError as exc:
+            server.close()
+            reason = f"Dovecot did not start: {exc}"
+    if os.environ.get("CI"):
+        pytest.fail(f"Dovecot is required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def dovecot_server():
+    """The session's Dovecot IMAP server; add users to it, never stop it in a test."""
+    server = _started_dovecot()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def imap_account(dovecot_server):
+    """A fresh user on the shared server: <random>@helpdesk.test, random password."""
+    return dovecot_server.add_user(f"u{uuid.uuid4().hex[:12]}@helpdesk.test",
+                                   secrets.token_urlsafe(12))
+
+
+@pytest.fixture
+def private_dovecot():
+    """A Dovecot instance of the test's own, for tests that stop, kill or restart it."""
+    server = _started_dovecot()
+    yield server
+    server.close()
