@@ -13,6 +13,14 @@ the ticket database so mail is accepted while that is down. One row per message:
 row id once the row is committed, or fails with ``SpoolError``: answer ``451 4.3.0`` /
 exit 75. ``put_async`` awaits it without blocking the event loop; ``put`` blocks.
 
+Hooks for a transport that keeps its own progress next to the mail (IMAP, maild/imap.py):
+``submit(raw, envelope, also=fn)`` runs ``fn(conn)`` right after the row's INSERT, in the
+same transaction, so the message and what ``fn`` writes are durable together or not at
+all; ``transaction(fn)`` runs ``fn(conn)`` alone on the writer thread (a future of its
+result), and ``read(sql, params)`` reads. Their tables are the caller's to create
+(``CREATE TABLE IF NOT EXISTS`` inside ``transaction``); the spool's own rows never
+depend on them. A hook that raises fails its whole group like a failed commit.
+
 Group commit: one writer thread owns the only write connection and runs every write. It
 takes all that is queued when it wakes (up to ``MAX_BATCH_ITEMS``/``MAX_BATCH_BYTES``),
 runs it in ONE transaction and resolves the futures after the commit (``commits`` counts
@@ -171,15 +179,33 @@ class Spool:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def submit(self, raw: bytes, envelope: Envelope) -> concurrent.futures.Future:
+    def submit(self, raw: bytes, envelope: Envelope, *,
+               also: Callable[[sqlite3.Connection], None] | None = None
+               ) -> concurrent.futures.Future:
+        """Spool one message; ``also(conn)``, if given, runs in the same transaction."""
         if not isinstance(raw, (bytes, bytearray, memoryview)):
             raise TypeError(f"raw must be bytes, not {type(raw).__name__}")
         row = (self._now(), json.dumps(envelope.to_json()), bytes(raw))
-        return self._submit(_Job(lambda conn: _insert(conn, *row),
-                                 concurrent.futures.Future(), len(row[2]), wakes=True))
 
-    async def put_async(self, raw: bytes, envelope: Envelope) -> int:
-        return await asyncio.wrap_future(self.submit(raw, envelope))
+        def run(conn: sqlite3.Connection) -> int:
+            id_ = _insert(conn, *row)
+            if also is not None:
+                also(conn)
+            return id_
+        return self._submit(_Job(run, concurrent.futures.Future(), len(row[2]), wakes=True))
+
+    async def put_async(self, raw: bytes, envelope: Envelope, *,
+                        also: Callable[[sqlite3.Connection], None] | None = None) -> int:
+        return await asyncio.wrap_future(self.submit(raw, envelope, also=also))
+
+    def transaction(self, run: Callable[[sqlite3.Connection], object]) -> concurrent.futures.Future:
+        """Run ``run(conn)`` on the writer thread in a group transaction; the future
+        resolves to its result after the commit (or fails with ``SpoolError``)."""
+        return self._submit(_Job(run, concurrent.futures.Future()))
+
+    def read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of a read-only query on this thread's reader connection."""
+        return self._read(sql, params)
 
     def put(self, raw: bytes, envelope: Envelope) -> int:
         return self.submit(raw, envelope).result()
