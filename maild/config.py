@@ -102,6 +102,30 @@ text is expected is an error: quote it):
     housekeeping runs. ``close_resolved_after_days`` (default 7; 0 never): housekeeping
     closes a ticket that stayed resolved this many days (a later reply then reopens it
     within ``helpdesk.reopen_days``, as for any closed ticket).
+``imap`` (optional): a list of mailboxes maild reads mail from (see README "IMAP
+mailboxes"); each item is a mapping:
+
+    ``name`` (required): the account's name in logs and metrics (letters, digits, '.',
+    '_', '-'); unique.
+    ``url`` (required): ``imaps://USER@HOST[:PORT]/FOLDER`` (implicit TLS, port 993) or
+    ``imap://...`` (no TLS, port 143; tests and loopback only). USER and FOLDER are
+    percent-encoded (``support%40example.com`` is support@example.com); FOLDER defaults
+    to INBOX. No password in the URL.
+    ``password_file`` or ``password_env`` (exactly one): a file holding the password (one
+    trailing newline is dropped; relative to this file's folder), or the name of an
+    environment variable. Read at start: an unreadable file or a missing variable is a
+    configuration error.
+    ``recipient`` (required): the address this mailbox stands for; its mail is routed as
+    if delivered to it (the envelope recipient).
+    ``after`` (default keep): what maild does to a message once it is durably spooled:
+    ``keep`` (nothing), ``seen`` (flag \\Seen), ``delete`` (\\Deleted and expunge), or
+    ``move:FOLDER`` (created at start if missing).
+    Tuning: ``batch`` (default 100, 1-200): messages fetched per round; ``poll_seconds``
+    (default 300): look for new mail at least this often, IDLE or not; ``idle_seconds``
+    (default 1500, at most 1740): end and restart IDLE after this long (RFC 2177: servers
+    may drop an IDLE after 30 minutes); ``timeout_seconds`` (default 30): the longest any
+    answer from the server may take; ``tls_verify`` (default true; imaps:// only): check
+    the server's certificate.
 ``log_level`` (default info): debug, info, warning, error or critical.
 
 Relative paths (spool, rules, sqlite, maildir, unix sockets) are resolved against the
@@ -114,7 +138,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
@@ -126,12 +150,13 @@ from maild.config_checks import (TRUST_POLICIES, UNKNOWN_SENDER_POLICIES, Listen
                                  _check_hostname, _check_log_level, _check_name, _check_relay,
                                  _check_token_prefix, _check_trust_policy,
                                  _check_unknown_sender, _sqlite_path, parse_listen)
+from maild.imap_url import check_account_name, parse_after, parse_imap_url
 from maild.redact import redact_url
 from rules.source import (Address, ConfigError, KeyPath, StrictModel, load_yaml, problem_at,
                           validate)
 
 __all__ = ["TRUST_NONE_WARNING", "TRUST_POLICIES", "UNKNOWN_SENDER_POLICIES", "ConfigError",
-           "Helpdesk", "Limits", "Listen", "Outbound", "Settings", "Trust",
+           "Helpdesk", "ImapAccount", "Limits", "Listen", "Outbound", "Settings", "Trust",
            "default_config_path", "load_settings", "parse_listen", "redact_url"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/maild/maild.yaml")
@@ -196,6 +221,28 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class ImapAccount:
+    """One `imap:` mailbox. `password` is kept out of repr (and so out of any log line
+    that shows the settings)."""
+    name: str
+    url: str                       # as written; holds no password
+    tls: bool
+    host: str
+    port: int
+    user: str                      # percent-decoded
+    folder: str                    # percent-decoded
+    recipient: str                 # lower-cased
+    after: str                     # keep | seen | delete | move
+    move_to: str | None            # the folder for after: move
+    password: str = field(repr=False, default="")
+    batch: int = 100
+    poll_seconds: int = 300
+    idle_seconds: int = 1500
+    timeout_seconds: int = 30
+    tls_verify: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str              # for playhouse.db_url.connect; sqlite: sqlite:////abs/path
     spool_dir: Path
@@ -208,6 +255,7 @@ class Settings:
     log_level: str                 # one of LOG_LEVELS
     config_path: Path              # absolute path of the file these came from
     scheduler: Scheduler = Scheduler()
+    imap: tuple[ImapAccount, ...] = ()
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -280,6 +328,30 @@ class _Scheduler(StrictModel):
     close_resolved_after_days: Annotated[int, Field(ge=0)] = 7
 
 
+def _check_imap_url(value: str) -> str:
+    parse_imap_url(value)
+    return value
+
+
+def _check_after(value: str) -> str:
+    parse_after(value)
+    return value
+
+
+class _Imap(StrictModel):
+    name: Annotated[str, AfterValidator(check_account_name)]
+    url: Annotated[str, AfterValidator(_check_imap_url)]
+    password_file: PathText | None = None
+    password_env: Annotated[str, Field(min_length=1)] | None = None
+    recipient: Address
+    after: Annotated[str, AfterValidator(_check_after)] = "keep"
+    batch: Annotated[int, Field(ge=1, le=200)] = 100     # le: aioimaplib parses a response recursively, a frame a line
+    poll_seconds: Annotated[int, Field(ge=1)] = 300
+    idle_seconds: Annotated[int, Field(ge=1, le=1740)] = 1500
+    timeout_seconds: Annotated[int, Field(ge=1)] = 30
+    tls_verify: bool | None = None
+
+
 class _SettingsFile(StrictModel):
     database: Annotated[str, AfterValidator(_check_database)]
     spool: PathText
@@ -290,6 +362,7 @@ class _SettingsFile(StrictModel):
     rules: PathText
     limits: _Limits | None = None
     scheduler: _Scheduler | None = None
+    imap: list[_Imap] | None = None
     log_level: Annotated[str, AfterValidator(_check_log_level)] = "info"
 
 
@@ -309,9 +382,27 @@ def _comment_address_is_not_the_main_one(settings: Settings) -> Iterator[tuple[K
                "notes need an address of their own, e.g. support+comment@example.com")
 
 
+def _distinct_imap_accounts(settings: Settings) -> Iterator[tuple[KeyPath, str]]:
+    names: dict[str, int] = {}
+    mailboxes: dict[tuple, int] = {}
+    for i, account in enumerate(settings.imap):
+        if account.name in names:
+            yield ("imap", i, "name"), (f"imap[{names[account.name]}] has the same name; "
+                                        "each account needs a name of its own")
+        names.setdefault(account.name, i)
+        mailbox = (account.host.lower(), account.port, account.user, account.folder)
+        if mailbox in mailboxes:
+            yield ("imap", i, "url"), (f"the same mailbox folder as imap[{mailboxes[mailbox]}]; "
+                                       "two accounts would race on it")
+        mailboxes.setdefault(mailbox, i)
+        if account.move_to is not None and account.move_to == account.folder:
+            yield ("imap", i, "after"), f"moves mail to the folder it reads ({account.folder})"
+
+
 CHECKS: tuple[Callable[[Settings], Iterator[tuple[KeyPath, str]]], ...] = (
     _distinct_listeners,
     _comment_address_is_not_the_main_one,
+    _distinct_imap_accounts,
 )
 
 
@@ -321,15 +412,64 @@ def load_settings(path: Path) -> Settings:
     """Read and validate maild.yaml; raise ConfigError naming every problem found."""
     data, locator = load_yaml(path)
     doc = validate(_SettingsFile, data, locator, path)
-    settings = _build(doc, Path(os.path.abspath(path)))
+    config_path = Path(os.path.abspath(path))
+    passwords, unreadable = _imap_passwords(doc.imap or (), config_path.parent)
+    settings = _build(doc, config_path, passwords)
     problems = [problem_at(path, locator, key, message)
                 for check in CHECKS for key, message in check(settings)]
+    problems += [problem_at(path, locator, key, message) for key, message in unreadable]
     if problems:
         raise ConfigError(problems)
     return settings
 
 
-def _build(doc: _SettingsFile, config_path: Path) -> Settings:
+def _imap_passwords(accounts, base: Path) -> tuple[list[str], list[tuple[KeyPath, str]]]:
+    """Each account's password (read now: a mistake is named at start), and the problems."""
+    passwords, problems = [], []
+    for i, account in enumerate(accounts):
+        password = ""
+        if (account.password_file is None) == (account.password_env is None):
+            problems.append((("imap", i), "give exactly one of password_file and password_env"))
+        elif account.password_file is not None:
+            path = Path(os.path.normpath(base / account.password_file))
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+                problems.append((("imap", i, "password_file"), f"cannot read {path}: {reason}"))
+            else:
+                password = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+                if not password:
+                    problems.append((("imap", i, "password_file"), f"{path} is empty"))
+        else:
+            password = os.environ.get(account.password_env, "")
+            if not password:
+                problems.append((("imap", i, "password_env"),
+                                 f"the environment variable {account.password_env} is not set "
+                                 "or empty"))
+        if any(c in password for c in "\r\n\0"):
+            key = "password_file" if account.password_file is not None else "password_env"
+            problems.append((("imap", i, key), "the password contains a line break or NUL "
+                             "(only one trailing newline is dropped)"))
+        passwords.append(password)
+    for i, account in enumerate(accounts):
+        if account.tls_verify is not None and not parse_imap_url(account.url).tls:
+            problems.append((("imap", i, "tls_verify"), "only for imaps:// URLs"))
+    return passwords, problems
+
+
+def _imap_account(doc: _Imap, password: str) -> ImapAccount:
+    url = parse_imap_url(doc.url)
+    after, move_to = parse_after(doc.after)
+    return ImapAccount(name=doc.name, url=doc.url, tls=url.tls, host=url.host, port=url.port,
+                       user=url.user, folder=url.folder, recipient=doc.recipient.lower(),
+                       after=after, move_to=move_to, password=password, batch=doc.batch,
+                       poll_seconds=doc.poll_seconds, idle_seconds=doc.idle_seconds,
+                       timeout_seconds=doc.timeout_seconds,
+                       tls_verify=True if doc.tls_verify is None else doc.tls_verify)
+
+
+def _build(doc: _SettingsFile, config_path: Path, imap_passwords: list[str] = ()) -> Settings:
     base = config_path.parent
 
     def resolve(path: str) -> Path:
@@ -362,6 +502,8 @@ def _build(doc: _SettingsFile, config_path: Path) -> Settings:
         log_level=doc.log_level,
         config_path=config_path,
         scheduler=Scheduler(**(doc.scheduler or _Scheduler()).model_dump()),
+        imap=tuple(_imap_account(account, password)
+                   for account, password in zip(doc.imap or (), imap_passwords)),
     )
 
 

@@ -9,6 +9,10 @@ worker's batches, the sender's outbox updates, the SLA sweep and housekeeping), 
 SQLite has a single writer; the spool has its own writer thread.  No event loop ever
 waits on the database or on fsync.
 
+IMAP mailboxes (maild.yaml `imap:`) are intake too: one task per account (maild/imap.py)
+runs beside the listeners in the intake role (`both` or `intake`), started after them and
+stopped on drain, when each finishes the batch in hand.
+
 Start-up: migrate the schema (outbox rows interrupted mid-send need nothing: their lease
 runs out and they are claimed again, see store/outbox.py), bind the listeners, then process whatever the spool still holds.  SIGHUP reloads rules and
 templates (keeping the last good ones).  SIGTERM drains: listeners answer 421 and close,
@@ -28,6 +32,7 @@ from functools import partial
 from maild.aio import wait_first
 from maild.child import ProcessingChild
 from maild.envelope import Envelope
+from maild.imap import ImapAccount
 from maild.intake import IntakeHandler
 from maild.listen import start_listener
 from maild.outbound import Sender
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 
 RESCAN_SECONDS = 5.0        # pick up released batches and mail spooled by `maild ingest`
 STORE_RETRY_SECONDS = 5.0   # back-off while the ticket database is unreachable
+IMAP_DRAIN_SECONDS = 20.0   # an IMAP account finishing its batch on drain, at most (systemd
+                            # waits 30 s; cancelling later is safe: see maild/imap_progress.py)
 
 
 BOTH, INTAKE, PROCESSING = "both", "intake", "processing"
@@ -64,6 +71,8 @@ class Daemon:
         self.work = asyncio.Event()
         self.servers: list[asyncio.AbstractServer] = []
         self.handlers: list[IntakeHandler] = []
+        self.imap_accounts: list[ImapAccount] = []
+        self.imap_tasks: list[asyncio.Task] = []
         self.db = None
         self.worker: Worker | None = None
         self.sender: Sender | None = None
@@ -74,8 +83,10 @@ class Daemon:
     async def in_store(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.store, partial(fn, *args))
 
-    async def submit(self, raw: bytes, envelope: Envelope) -> int:
-        spool_id = await self.runtime.spool.put_async(raw, envelope)
+    async def submit(self, raw: bytes, envelope: Envelope, *, also=None) -> int:
+        """Make `raw` durable in the spool (with `also(conn)` in the same transaction, see
+        maild/spool.py) and wake processing; the spool id."""
+        spool_id = await self.runtime.spool.put_async(raw, envelope, also=also)
         if self.child is not None:
             self.child.wake()
         self.work.set()
@@ -86,6 +97,7 @@ class Daemon:
         await self.in_store(self.runtime.spool.depth)      # a broken spool stops us here
         if self.role != PROCESSING:
             await self._listen()                           # accept mail even while the DB is down
+            self._start_imap()
         if self.install_signals:
             for sig, handler in ((signal.SIGTERM, self._on_term), (signal.SIGINT, self._on_term),
                                  (signal.SIGHUP, self._on_hup)):
@@ -196,7 +208,22 @@ class Daemon:
             self.handlers.append(handler)
             self.servers.append(server)
 
+    def _start_imap(self) -> None:
+        for settings in self.settings.imap:
+            account = ImapAccount(settings, submit=self.submit, spool=self.runtime.spool,
+                                  accepts=self.runtime.accepts)
+            task = asyncio.create_task(account.run(self.stop), name=f"imap {settings.name}")
+            task.add_done_callback(self._task_ended)
+            self.imap_accounts.append(account)
+            self.imap_tasks.append(task)
+
+    def imap_states(self) -> dict[str, str]:
+        """{account name: state} of the IMAP accounts (see maild/imap.py STATES)."""
+        return {account.name: account.state for account in self.imap_accounts}
+
     async def _close_listeners(self) -> None:
+        """Drain the intake: listeners answer 421 and close; IMAP accounts finish the batch
+        in hand (at most IMAP_DRAIN_SECONDS; a cancelled one acknowledged nothing more)."""
         for handler in self.handlers:
             handler.draining = True
         for server in self.servers:
@@ -206,6 +233,14 @@ class Daemon:
                 await asyncio.wait_for(server.wait_closed(), timeout=5)
             except asyncio.TimeoutError:
                 log.warning("a client connection outlived the drain window")
+        if self.imap_tasks:
+            _, pending = await asyncio.wait(self.imap_tasks, timeout=IMAP_DRAIN_SECONDS)
+            for task in pending:
+                log.warning("%s did not finish within %.0fs; cancelled", task.get_name(),
+                            IMAP_DRAIN_SECONDS)
+                task.cancel()
+            await asyncio.gather(*self.imap_tasks, return_exceptions=True)
+            self.imap_tasks = []
 
     async def _pump(self) -> None:
         """Process the spool batch by batch until stopped; a stop finishes the batch in

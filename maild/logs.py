@@ -38,3 +38,4 @@ def configure(level: str = "info") -> None:
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)
     logging.getLogger("peewee").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd: ~12 INFO lines a message
+    logging.getLogger("aioimaplib").setLevel(logging.WARNING)  # logs IMAP LOGIN (password) at DEBUG
