@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,8 @@ DEFAULT_RULES = ("version: 1\nqueues:\n  general: {address: support@example.com}
 def write_config(folder: Path, database_url: str, relay: str, **extra) -> Path:
     """maild.yaml and rules.yaml in `folder`.  `extra` may give `limits`, `helpdesk` (more
     keys inside helpdesk: '{...}', e.g. 'comment_address: x@y'), `trust` and `scheduler`
-    (the mappings) and `rules` (the whole rules.yaml)."""
+    (the mappings), `imap` (the list of accounts: YAML text, or a list of dicts) and
+    `rules` (the whole rules.yaml)."""
     folder.mkdir(parents=True, exist_ok=True)
     limits = extra.get("limits", "{max_message_size: 200000, auto_replies_per_hour: 3}")
     more = f", {extra['helpdesk']}" if extra.get("helpdesk") else ""
@@ -50,9 +52,15 @@ def write_config(folder: Path, database_url: str, relay: str, **extra) -> Path:
         "rules: rules.yaml\n"
         + (f"trust: {extra['trust']}\n" if extra.get("trust") else "")
         + (f"scheduler: {extra['scheduler']}\n" if extra.get("scheduler") else "")
+        + (f"imap: {_yaml(extra['imap'])}\n" if extra.get("imap") else "")
         + f"limits: {limits}\n")
     (folder / "rules.yaml").write_text(extra.get("rules", DEFAULT_RULES))
     return folder / "maild.yaml"
+
+
+def _yaml(value) -> str:
+    """YAML text as given; anything else as JSON (which YAML reads)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 class RecordingSink:

@@ -1,0 +1,405 @@
+"""IMAP intake against a real Dovecot: never miss, never duplicate, survive server restarts.
+
+A customer's mail lands in the mailbox the site gave maild (appended by a test through
+stdlib imaplib, like any other client or the MTA's delivery agent would); maild, running
+whole in the test's loop (tests/integration/harness.py), reads it by UID and makes the
+tickets. The Dovecot helpers block, so they run in a thread (`call`) while maild runs.
+"""
+from __future__ import annotations
+
+import asyncio
+import email
+import logging
+import os
+import pwd
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from aioimaplib.aioimaplib import quoted
+
+import maild.daemon
+from maild.imap import ImapAccount
+from maild.imap_client import ImapSession
+from maild.spool import SpoolError
+from tests.integration.harness import SUPPORT, mail, running_helpdesk
+
+NAME = "support"
+
+
+def account_config(account, folder: Path, *, name: str = NAME, after: str = "keep",
+                   **tuning) -> dict:
+    """One `imap:` item for `account` (a tests.dovecot.Account), password in a file."""
+    secret = folder / f"{name}.secret"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text(account.password + "\n")
+    return {"name": name, "recipient": SUPPORT, "after": after, "password_file": str(secret),
+            "url": f"imap://{quote(account.address, safe='')}@{account.host}:{account.port}/INBOX",
+            **tuning}
+
+
+async def call(fn, *args, **kwargs):
+    """A blocking Dovecot helper, off the loop maild runs on."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def inbound_message_ids() -> list[str]:
+    from store.models import Message
+    return sorted(m.message_id or "" for m in Message.select().where(Message.direction == "in"))
+
+
+def ticket_count() -> int:
+    from store.models import Ticket
+    return Ticket.select().count()
+
+
+def progress(desk, name: str = NAME) -> tuple[int, int, int] | None:
+    """(uidvalidity, last_uid, acted_uid) as stored in the spool; None before the first."""
+    try:
+        rows = desk.daemon.runtime.spool.read(
+            "SELECT uidvalidity, last_uid, acted_uid FROM imap_progress WHERE account = ?", (name,))
+    except SpoolError:          # no imap_progress table yet
+        return None
+    return rows[0] if rows else None
+
+
+def stored_progress(folder: Path, name: str = NAME) -> tuple[int, int, int]:
+    """The same, read from the spool file while no maild runs."""
+    with sqlite3.connect(folder / "spool" / "spool.db") as conn:
+        return conn.execute("SELECT uidvalidity, last_uid, acted_uid FROM imap_progress"
+                            " WHERE account = ?", (name,)).fetchone()
+
+
+def message_ids_in(account, folder: str = "INBOX") -> list[str]:
+    return sorted(email.message_from_bytes(account.message(uid, folder))["Message-ID"]
+                  for uid in account.uids(folder))
+
+
+async def state(desk, wanted: str, name: str = NAME, timeout: float = 15.0) -> None:
+    await desk.wait_for(lambda: desk.daemon.imap_states().get(name) == wanted, timeout)
+
+
+async def quiet_wait(predicate, timeout: float) -> float:
+    """Poll a heavier predicate twice a second; the seconds it took."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s")
+        await asyncio.sleep(0.5)
+    return time.monotonic() - start
+
+
+# --- a message appended while maild IDLEs --------------------------------------------------
+
+async def test_a_message_appended_while_maild_idles_becomes_a_ticket_within_seconds(
+        tmp_path, database_url, imap_account):
+    async with running_helpdesk(tmp_path, database_url,
+                                imap=[account_config(imap_account, tmp_path)]) as desk:
+        await state(desk, "idle")
+        start = time.monotonic()
+        uid = await call(imap_account.append, mail("Printer on fire", message_id="idle1@customer.example"))
+        await desk.wait_for(lambda: desk.tickets(), timeout=10)
+        print(f"\nIMAP append -> ticket: {time.monotonic() - start:.2f}s")
+        [ticket] = desk.tickets()
+        assert ticket["subject"] == "Printer on fire" and ticket["queue"] == "general"
+        assert desk.ticket(ticket["number"])["messages"][0]["message_id"] == "idle1@customer.example"
+        await state(desk, "idle")
+        assert progress(desk)[1:] == (uid, uid)
+    assert "\\Seen" not in await call(imap_account.flags, uid)     # after: keep, BODY.PEEK
+
+
+async def test_mail_another_client_already_read_is_imported_and_flagged_seen(
+        tmp_path, database_url, imap_account):
+    read = [mail(f"Read elsewhere {n}", message_id=f"read{n}@customer.example") for n in range(2)]
+    for raw in read:
+        await call(imap_account.append, raw, flags=("\\Seen",))
+    unread = await call(imap_account.append, mail("Not read yet", message_id="unread@customer.example"))
+    async with running_helpdesk(tmp_path, database_url,
+                                imap=[account_config(imap_account, tmp_path, after="seen")]) as desk:
+        await desk.wait_for(lambda: len(desk.tickets()) == 3)
+        await desk.wait_for(lambda: progress(desk)[2] == unread)
+    assert inbound_message_ids() == ["read0@customer.example", "read1@customer.example",
+                                     "unread@customer.example"]
+    for uid in await call(imap_account.uids):
+        assert "\\Seen" in await call(imap_account.flags, uid)
+
+
+async def test_a_server_without_idle_is_polled(tmp_path, database_url, imap_account, monkeypatch):
+    has = ImapSession.has
+    monkeypatch.setattr(ImapSession, "has", lambda self, cap: cap != "IDLE" and has(self, cap))
+    config = account_config(imap_account, tmp_path, after="seen", poll_seconds=1)
+    async with running_helpdesk(tmp_path, database_url, imap=[config]) as desk:
+        await state(desk, "polling")
+        await call(imap_account.append, mail("Polled", message_id="polled@customer.example"))
+        await desk.wait_for(lambda: desk.tickets(), timeout=10)
+    assert inbound_message_ids() == ["polled@customer.example"]
+
+
+# --- the server goes away -----------------------------------------------------------------
+
+def _deliver_to_maildir(account, raw: bytes) -> None:
+    """What an MTA's delivery agent does while the IMAP server is down: a file in new/."""
+    new = account.maildir / "new"
+    path = new / f"{time.time_ns()}.{secrets.token_hex(4)}.test"
+    path.write_bytes(raw)
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("vmail")
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+async def test_dovecot_stopped_or_killed_mid_idle_maild_reconnects_and_misses_nothing(
+        tmp_path, database_url, private_dovecot):
+    account = private_dovecot.add_user("desk@helpdesk.test", secrets.token_urlsafe(12))
+    config = account_config(account, tmp_path, after="seen")
+    expected = []
+
+    async def arrives(subject: str, message_id: str, *, maildir: bool = False) -> None:
+        raw = mail(subject, message_id=message_id)
+        expected.append(message_id)
+        if maildir:
+            await call(_deliver_to_maildir, account, raw)
+        else:
+            await call(account.append, raw)
+
+    async with running_helpdesk(tmp_path, database_url, imap=[config]) as desk:
+        await state(desk, "idle")
+        await arrives("Before the outage", "before@customer.example")
+        await desk.wait_for(lambda: len(desk.tickets()) == 1)
+        await state(desk, "idle")
+
+        await call(private_dovecot.stop)                  # a clean shutdown: BYE mid-IDLE
+        await state(desk, "reconnecting")
+        await arrives("Delivered while IMAP was down", "down@customer.example", maildir=True)
+        await call(private_dovecot.start)
+        await arrives("Right after the restart", "restart@customer.example")
+        await desk.wait_for(lambda: len(desk.tickets()) == 3, timeout=30)
+        await state(desk, "idle", timeout=30)
+
+        await call(private_dovecot.kill)                  # dropped: no BYE, no FIN handshake
+        await state(desk, "reconnecting")
+        await arrives("While killed", "killed@customer.example", maildir=True)
+        await call(private_dovecot.start)
+        await arrives("After the kill", "afterkill@customer.example")
+        await desk.wait_for(lambda: len(desk.tickets()) == 5, timeout=30)
+        await state(desk, "idle", timeout=30)
+        await desk.wait_for(lambda: progress(desk)[1] == progress(desk)[2] == 5)
+        await desk.settle()
+    assert inbound_message_ids() == sorted(expected)        # nothing missed, nothing twice
+    assert ticket_count() == 5
+    for uid in await call(account.uids):
+        assert "\\Seen" in await call(account.flags, uid)
+
+
+async def test_maild_killed_between_spool_and_flag_makes_no_duplicate_on_restart(
+        tmp_path, database_url, imap_account, monkeypatch):
+    """The process dies after the messages are durable in the spool and before \\Seen is
+    set: the next maild (same spool and database) flags them and fetches none again."""
+    ids = [f"crash{n}@customer.example" for n in range(3)]
+    uids = await call(imap_account.append_many, [mail(f"Crash {n}", message_id=i)
+                                                 for n, i in enumerate(ids)])
+    config = account_config(imap_account, tmp_path, after="seen")
+    died = asyncio.Event()
+    act = ImapAccount._act
+
+    async def dies_before_acting(self, session):
+        if self._mark.last_uid > self._mark.acted_uid:
+            died.set()
+            await asyncio.Event().wait()        # frozen here until the drain gives up on it
+        await act(self, session)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ImapAccount, "_act", dies_before_acting)
+        patch.setattr(maild.daemon, "IMAP_DRAIN_SECONDS", 0.5)
+        async with running_helpdesk(tmp_path, database_url, imap=[config]) as desk:
+            await asyncio.wait_for(died.wait(), 15)
+            assert progress(desk)[1:] == (uids[-1], 0)     # spooled, not acted on
+    for uid in uids:
+        assert "\\Seen" not in await call(imap_account.flags, uid)
+
+    async with running_helpdesk(tmp_path, database_url, imap=[config]) as desk:
+        await desk.wait_for(lambda: progress(desk)[2] == uids[-1])
+        await state(desk, "idle")
+        await desk.settle()
+        assert ticket_count() == 3
+    assert inbound_message_ids() == sorted(ids)
+    for uid in uids:
+        assert "\\Seen" in await call(imap_account.flags, uid)
+
+
+# --- after: move ----------------------------------------------------------------------------
+
+async def test_after_move_moves_exactly_the_processed_messages(tmp_path, database_url, imap_account):
+    await call(imap_account.append_many, [mail("First", message_id="first@customer.example"),
+                                          mail("Second", message_id="second@customer.example")])
+    await call(imap_account.create, "Archive")
+    await call(imap_account.append, mail("Archived", message_id="archived@customer.example"),
+               "Archive")
+    config = account_config(imap_account, tmp_path, after="move:Processed")
+    async with running_helpdesk(tmp_path, database_url, imap=[config]) as desk:
+        await desk.wait_for(lambda: len(desk.tickets()) == 2)
+        await state(desk, "idle")
+        assert await call(message_ids_in, imap_account, "Processed") == [
+            "<first@customer.example>", "<second@customer.example>"]
+        assert await call(imap_account.uids) == []
+        await asyncio.sleep(1.0)                            # a pause; then more mail
+        await call(imap_account.append, mail("Later", message_id="later@customer.example"))
+        await desk.wait_for(lambda: len(desk.tickets()) == 3)
+        await desk.wait_for(lambda: progress(desk)[2] == progress(desk)[1] == 3)
+    assert await call(message_ids_in, imap_account, "Processed") == [
+        "<first@customer.example>", "<later@customer.example>", "<second@customer.example>"]
+    assert await call(imap_account.uids) == []
+    assert await call(message_ids_in, imap_account, "Archive") == ["<archived@customer.example>"]
+    assert inbound_message_ids() == ["first@customer.example", "later@customer.example",
+                                     "second@customer.example"]
+
+
+# --- UIDVALIDITY -------------------------------------------------------------------------
+
+async def test_a_uidvalidity_change_reimports_the_folder_without_duplicate_tickets(
+        tmp_path, database_url, imap_account, caplog):
+    raws = [mail("With an id", message_id="v1@customer.example"),
+            mail("Another", message_id="v2@customer.example"),
+            mail("No Message-ID at all", "recognised by its bytes")]
+    await call(imap_account.append_many, raws)
+    config = account_config(imap_account, tmp_path, after="seen")
+    async with running_helpdesk(tmp_path, database_url, imap=[config]) as desk:
+        await desk.wait_for(lambda: len(desk.tickets()) == 3)
+        await desk.wait_for(lambda: progress(desk)[2] == 3)
+        await state(desk, "idle")
+        before = progress(desk)[0]
+        renewed = await call(imap_account.renew_uidvalidity)     # kicks maild's session too
+        assert renewed != before
+        await call(imap_account.append, mail("After the renumbering", message_id="v4@customer.example"))
+        await desk.wait_for(lambda: progress(desk) == (renewed, 4, 4), timeout=30)
+        await desk.wait_for(lambda: len(desk.tickets()) == 4)
+        await desk.settle()
+        assert ticket_count() == 4
+    assert inbound_message_ids() == ["", "v1@customer.example", "v2@customer.example",
+                                     "v4@customer.example"]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "UIDVALIDITY changed" in r.getMessage()]
+    assert warnings and f"imap {NAME} INBOX" in warnings[0]
+
+
+# --- the backlog ----------------------------------------------------------------------------
+
+@pytest.mark.slow
+async def test_2000_preexisting_messages_are_imported_exactly_once_without_blocking(
+        tmp_path, imap_account, dovecot_server, caplog):
+    # SQLite only: the store is not what this measures, and it keeps the suite fast.
+    caplog.set_level(logging.INFO)
+    backlog = [mail(f"Backlog {n}", f"Message {n} of the backlog.",
+                    message_id=f"backlog{n}@customer.example") for n in range(2000)]
+    uids = await call(imap_account.append_many, backlog)
+    small = dovecot_server.add_user(f"small{secrets.token_hex(4)}@helpdesk.test",
+                                    secrets.token_urlsafe(12))
+    await call(small.append, mail("Small mailbox", message_id="small@customer.example"))
+    accounts = [account_config(imap_account, tmp_path, after="seen"),
+                account_config(small, tmp_path, name="billing", after="seen")]
+    start = time.monotonic()
+    async with running_helpdesk(tmp_path, f"sqlite:///{tmp_path}/maild.db", imap=accounts) as desk:
+        await desk.wait_for(lambda: (progress(desk, "billing") or (0, 0))[1] == 1, timeout=60)
+        big_then = (progress(desk) or (0, 0))[1]
+        await desk.send_smtp(mail("By SMTP meanwhile", message_id="smtp@customer.example"))
+        await quiet_wait(lambda: (progress(desk) or (0, 0, 0))[2] == uids[-1], 600)
+        spooled = time.monotonic() - start
+        await quiet_wait(lambda: ticket_count() == 2002, 600)
+        took = time.monotonic() - start
+        assert desk.daemon.imap_states() == {NAME: "idle", "billing": "idle"}
+    print(f"\n2,000-message backlog: all spooled and flagged after {spooled:.1f}s, "
+          f"2,002 tickets after {took:.1f}s; the small account was done when the big one "
+          f"had spooled {big_then} of 2000")
+    ids = inbound_message_ids()
+    assert len(ids) == len(set(ids)) == 2002
+    assert ticket_count() == 2002
+    lines = [r.getMessage() for r in caplog.records if r.name == "maild.imap"]
+    assert f"imap {NAME} INBOX: imported 100 of 2000" in lines
+    assert f"imap {NAME} INBOX: imported 2000 of 2000" in lines
+
+
+@pytest.mark.slow
+async def test_a_drain_finishes_the_batch_in_hand_and_the_next_start_goes_on(
+        tmp_path, imap_account):
+    database = f"sqlite:///{tmp_path}/maild.db"       # the IMAP side is what matters here
+    ids = [f"drain{n}@customer.example" for n in range(300)]
+    await call(imap_account.append_many, [mail(f"Drain {n}", message_id=i) for n, i in enumerate(ids)])
+    config = account_config(imap_account, tmp_path, after="seen", batch=50)
+    async with running_helpdesk(tmp_path, database, imap=[config]) as desk:
+        await desk.wait_for(lambda: (progress(desk) or (0, 0, 0))[1] >= 50, timeout=30)
+    _, last, acted = stored_progress(tmp_path)
+    print(f"\ndrained after {last} of 300 messages")
+    assert last == acted and last % 50 == 0                # stopped between batches
+    flags = [await call(imap_account.flags, uid) for uid in (last, last + 1) if uid <= 300]
+    assert "\\Seen" in flags[0] and (last == 300 or flags[1] == set())
+    async with running_helpdesk(tmp_path, database, imap=[config]) as desk:
+        await quiet_wait(lambda: progress(desk)[2] == 300, 120)
+        await quiet_wait(lambda: ticket_count() == 300, 120)
+    assert inbound_message_ids() == sorted(ids)
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+async def test_credentials_never_appear_in_logs_even_at_debug(
+        tmp_path, database_url, imap_account, dovecot_server, caplog, monkeypatch):
+    caplog.set_level(logging.DEBUG)
+    wrong = 'Wr0ng"pa\\ss-' + secrets.token_hex(4)
+    locked = dovecot_server.add_user(f"locked{secrets.token_hex(4)}@helpdesk.test",
+                                     secrets.token_urlsafe(12))
+    monkeypatch.setenv("MAILD_TEST_WRONG_PASSWORD", wrong)
+    refused = account_config(locked, tmp_path, name="billing")
+    del refused["password_file"]
+    refused["password_env"] = "MAILD_TEST_WRONG_PASSWORD"
+    accounts = [account_config(imap_account, tmp_path), refused]
+    async with running_helpdesk(tmp_path, database_url, imap=accounts) as desk:
+        await call(imap_account.append, mail("Secret-free", message_id="s@customer.example"))
+        await desk.wait_for(lambda: desk.tickets())
+        await state(desk, "failed_auth", name="billing")
+        await state(desk, "idle")
+        assert "password" not in repr(desk.daemon.settings.imap)
+    logged = "\n".join([caplog.text] + [r.exc_text or "" for r in caplog.records]
+                       + [str(r.args) for r in caplog.records])
+    for password in (imap_account.password, wrong, quoted(wrong)[1:-1]):
+        assert password not in logged
+    assert not [r for r in caplog.records if r.name.startswith("aioimaplib")
+                and r.levelno < logging.WARNING]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(f"login as {locked.address} refused" in e for e in errors)
+    assert sum("refused" in e for e in errors) == 1     # retried slowly, not in a tight loop
+
+
+# --- what the server refuses ----------------------------------------------------------------
+
+async def test_a_missing_folder_or_an_impossible_move_target_is_an_error_not_a_loop(
+        tmp_path, imap_account, caplog):
+    missing = account_config(imap_account, tmp_path, name="missing")
+    missing["url"] = missing["url"].replace("/INBOX", "/Nope")
+    bad_target = account_config(imap_account, tmp_path, name="badmove", after="move:Bad&Name")
+    await call(imap_account.append, mail("Waits in the mailbox", message_id="waits@customer.example"))
+    async with running_helpdesk(tmp_path, f"sqlite:///{tmp_path}/maild.db",
+                                imap=[missing, bad_target]) as desk:
+        await state(desk, "failed", name="missing")
+        await state(desk, "failed", name="badmove")
+        assert desk.tickets() == []                         # nothing imported, nothing lost
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(e.startswith("imap missing: cannot select folder 'Nope': ") for e in errors)
+    assert any(e.startswith("imap badmove: cannot create folder 'Bad&Name': ") for e in errors)
+    assert len(errors) == 2
+    assert await call(imap_account.uids) != []
+
+
+async def test_after_delete_expunges_exactly_the_imported_messages(tmp_path, imap_account):
+    await call(imap_account.append_many, [mail("One", message_id="one@customer.example"),
+                                          mail("Two", message_id="two@customer.example")])
+    config = account_config(imap_account, tmp_path, after="delete")
+    async with running_helpdesk(tmp_path, f"sqlite:///{tmp_path}/maild.db", imap=[config]) as desk:
+        await desk.wait_for(lambda: len(desk.tickets()) == 2)
+        await desk.wait_for(lambda: progress(desk)[1:] == (2, 2))
+        assert await call(imap_account.uids) == []
+        await call(imap_account.append, mail("Three", message_id="three@customer.example"))
+        await desk.wait_for(lambda: progress(desk)[1:] == (3, 3))
+    assert await call(imap_account.uids) == []
+    assert inbound_message_ids() == ["one@customer.example", "three@customer.example",
+                                     "two@customer.example"]
