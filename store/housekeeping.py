@@ -10,7 +10,7 @@ help desk's ``reopen_days``, as it would after an agent's ``#close``.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from rules.model import Ruleset
 from store import changes, sla
@@ -23,15 +23,11 @@ BATCH = 500
 
 
 def close_resolved(ruleset: Ruleset, now: datetime, *, after: timedelta, limit: int = BATCH) -> list[int]:
-    cutoff = _naive(now) - after
+    cutoff = sla.naive(now) - after
     rows = list(Ticket.select(Ticket.id, Ticket.number)
                 .where(Ticket.status == "resolved", Ticket.resolved_at <= cutoff)
                 .order_by(Ticket.resolved_at).limit(limit))
     for row in rows:
-        changes.apply(row.id, (Change("status", "closed"),), actor="system", now=_naive(now))
-        sla.sync(row.id, ruleset, _naive(now))
+        changes.apply(row.id, (Change("status", "closed"),), actor="system", now=sla.naive(now))
+        sla.sync(row.id, ruleset, sla.naive(now))
     return [row.number for row in rows]
-
-
-def _naive(at: datetime) -> datetime:
-    return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at

@@ -43,7 +43,7 @@ import peewee as pw
 
 from rules.sla_clock import AROUND_THE_CLOCK, CLOCKS, FIRST_RESPONSE, RESOLUTION, Clock
 from store.models import PRIORITIES, SlaClock, Ticket
-from store.sla import DONE, calendar_of
+from store.sla import DONE, calendar_of, naive as _naive
 
 DEFAULT_PERIOD = timedelta(days=30)
 
@@ -194,8 +194,6 @@ def _breaches(population, now: datetime, limit: int, ruleset) -> tuple[Breach, .
     return tuple(out)
 
 
-def _naive(at: datetime) -> datetime:
-    return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
 
 
 def _aware(at: datetime | None) -> datetime | None:

@@ -291,7 +291,10 @@ def _aware(at: datetime | None) -> datetime | None:
 
 
 def _naive(at: datetime | None) -> datetime | None:
-    return at.astimezone(timezone.utc).replace(tzinfo=None) if at is not None else None
+    """Naive UTC; a naive value is UTC already (never read as the host's local time)."""
+    if at is None or at.tzinfo is None:
+        return at
+    return at.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 __all__ = ["FIRST_RESPONSE", "NEXT_RESPONSE", "RESOLUTION", "calendar_of", "claim_step", "clock_of",

@@ -154,3 +154,17 @@ def test_a_ticket_without_a_policy_or_a_priority_without_targets_has_no_clocks(d
     assert SlaClock.select().count() == 0
     no_policies = replace(ruleset, sla_policies=())
     sla.sync(recorded.ticket_id, no_policies, berlin(2026, 11, 23, 10, 0))       # returns at once
+
+
+def test_naive_times_stay_utc_whatever_the_hosts_time_zone(monkeypatch):
+    """The store keeps naive UTC; a host set to Berlin must not shift it by an hour."""
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        assert sla.naive(datetime(2026, 11, 23, 9, 0)) == datetime(2026, 11, 23, 9, 0)
+        assert sla.naive(datetime(2026, 11, 23, 9, 0, tzinfo=BERLIN)) == datetime(2026, 11, 23, 8, 0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
