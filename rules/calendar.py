@@ -240,9 +240,12 @@ class Calendar:
                     yield a, b
 
 
-def _utc(at: datetime) -> datetime:
-    """Aware UTC; a naive datetime is UTC already."""
+def as_utc(at: datetime) -> datetime:
+    """Aware UTC; a naive datetime is UTC already (as the store keeps times)."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+_utc = as_utc
 
 
 def _offset(t: time) -> timedelta:

@@ -23,9 +23,9 @@ Pure: no database, no clock of its own; every instant is passed in (aware or nai
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta
 
-from rules.calendar import END_OF_DAY, Calendar
+from rules.calendar import END_OF_DAY, Calendar, as_utc as _utc
 from rules.durations import Duration
 
 FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION = "first_response", "next_response", "resolution"
@@ -112,7 +112,3 @@ class Clock:
     def restart(self, budget: timedelta, now: datetime) -> "Clock":
         """A new cycle of the same clock (the next response after a customer reply)."""
         return Clock.start(self.name, budget, now, cycle=self.cycle + 1)
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)

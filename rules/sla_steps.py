@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from rules.calendar import Calendar
+from rules.calendar import Calendar, as_utc as _utc
 from rules.sla_clock import Clock
 from rules.sla_policy import Escalation, SlaPolicy
 
@@ -128,7 +128,3 @@ def parse_sent(text: str) -> frozenset[str]:
 
 def format_sent(keys) -> str:
     return ",".join(sorted(set(keys)))
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
