@@ -45,7 +45,7 @@ from rules.sla_clock import Clock
 from rules.sla_steps import Step, due_steps, overdue, parse_sent
 from store import outbox, sla, tickets
 from store.models import Message
-from store.snapshot import TicketSnapshot, snapshot
+from store.snapshot import TicketSnapshot, last_customer_message, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +192,8 @@ def _values(step: Step, row, clock: Clock, calendar, policy, now: datetime) -> d
 
 
 def _last_customer_message(ticket_id: int) -> dict | None:
-    last = (Message.select(Message.from_name, Message.from_address, Message.visible_text,
-                           Message.created_at)
-            .where(Message.ticket == ticket_id, Message.direction == "in", Message.author == "",
-                   Message.internal == False, Message.unverified == False,  # noqa: E712
-                   Message.kind == "normal")
-            .order_by(Message.id.desc()).first())
+    last = last_customer_message(ticket_id, Message.from_name, Message.from_address,
+                                 Message.visible_text, Message.created_at)
     if last is None:
         return None
     return {"from_name": last.from_name, "from_address": last.from_address,

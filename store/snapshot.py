@@ -44,16 +44,22 @@ class TicketSnapshot:
     notes: tuple[str, ...]                    # texts of the internal notes, oldest first
 
 
+def last_customer_message(ticket_id: int, *columns) -> Message | None:
+    """The newest verified, non-automatic inbound mail from the ticket's customers (only
+    `columns`), or None."""
+    return (Message.select(*columns)
+            .where(Message.ticket == ticket_id, Message.direction == "in", Message.author == "",
+                   Message.internal == False, Message.unverified == False,  # noqa: E712
+                   Message.kind == "normal")
+            .order_by(Message.id.desc()).first())
+
+
 def snapshot(ticket_id: int) -> TicketSnapshot:
     ticket = Ticket.select(Ticket, Contact).join(Contact).where(Ticket.id == ticket_id).get()
     people = [(p.role, Person(p.contact.address, p.contact.name))
               for p in Participant.select(Participant, Contact).join(Contact)
               .where(Participant.ticket == ticket_id).order_by(Participant.id)]
-    last = (Message.select(Message.message_id, Message.references)
-            .where(Message.ticket == ticket_id, Message.direction == "in", Message.author == "",
-                   Message.internal == False, Message.unverified == False,  # noqa: E712
-                   Message.kind == "normal")
-            .order_by(Message.id.desc()).first())
+    last = last_customer_message(ticket_id, Message.message_id, Message.references)
     notes = tuple(m.visible_text for m in Message.select(Message.visible_text)
                   .where(Message.ticket == ticket_id, Message.kind == "note").order_by(Message.id))
     tags = tuple(t.tag for t in TicketTag.select(TicketTag.tag)
