@@ -15,8 +15,10 @@ The order, and why:
 2. Content-Type multipart/report: report-type=delivery-status is a bounce (RFC 3464);
    feedback-report (RFC 5965, abuse reports) and disposition-notification (read
    receipts, RFC 8098) are reports.
+   Amazon SES notifications (JSON over SNS, with x-amz-sns-message-id): "Bounce" is a
+   bounce, "Complaint" and "Delivery" are reports.
 3. Other bounce signals: X-Failed-Recipients (Exim), From MAILER-DAEMON/postmaster or
-   "Mail Delivery System" or "<>", typical bounce subjects (several languages).  These
+   "Mail Delivery System" or "<>", typical bounce subjects (several languages, Japanese carriers' too).  These
    run before the auto-reply checks because real bounces also carry Auto-Submitted.
    Then Hotmail's complaint subject (a report without multipart/report).
 4. auto-reply: Auto-Submitted other than "no" (RFC 3834), X-Autoreply, X-Autorespond,
@@ -88,8 +90,12 @@ _BOUNCE_SUBJECT = re.compile(
     r"|message (?:not delivered|delivery (?:has )?failed)|could not send message"
     r"|mail could not be delivered|warning: could not send|delayed mail"
     r"|unzustellbar|nicht zustellbar|non remis|impossible de remettre|onbestelbaar"
-    r"|no se puede entregar|não é possível entregar|non recapitabile|olevererbart)",
+    r"|no se puede entregar|não é possível entregar|non recapitabile|olevererbart"
+    r"|メールエラー通知)",
     re.I)
+# Amazon SES event notifications (over SNS): JSON with "notificationType" (the quotes
+# may be escaped when the JSON is itself a string inside the SNS envelope).
+_SES_TYPE = re.compile(r'\\?"(?:notificationType|eventType)\\?"\s*:\s*\\?"(\w+)')
 _REPORT_SUBJECT = re.compile(r"^\s*complaint about message from\b", re.I)  # Hotmail JMRP
 _AUTO_REPLY_SUBJECT = re.compile(
     r"^\s*(?:out of (?:the )?office|automatic reply|auto[- ]?reply|auto[- ]?respon"
@@ -147,6 +153,25 @@ def feedback_or_receipt(mail: ParsedMail, ctx: Context) -> str | None:
     if kind in ("feedback-report", "disposition-notification"):
         return f"Content-Type: multipart/report; report-type={kind}"
     return None
+
+
+def _ses_notification(mail: ParsedMail) -> str:
+    if mail.header("x-amz-sns-message-id") is None:
+        return ""
+    match = _SES_TYPE.search(mail.text[:20_000])
+    return match.group(1) if match else ""
+
+
+def ses_bounce(mail: ParsedMail, ctx: Context) -> str | None:
+    """Amazon SES bounce notifications come from no-reply@sns.amazonaws.com as JSON."""
+    return 'x-amz-sns-message-id and "notificationType": "Bounce"' if (
+        _ses_notification(mail) == "Bounce") else None
+
+
+def ses_report(mail: ParsedMail, ctx: Context) -> str | None:
+    kind = _ses_notification(mail)
+    return f'x-amz-sns-message-id and "notificationType": "{kind}"' if kind in (
+        "Complaint", "Delivery") else None
 
 
 def failed_recipients(mail: ParsedMail, ctx: Context) -> str | None:
@@ -232,6 +257,8 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     (LOOP, own_address),
     (BOUNCE, delivery_status_report),
     (REPORT, feedback_or_receipt),
+    (BOUNCE, ses_bounce),
+    (REPORT, ses_report),
     (BOUNCE, failed_recipients),
     (BOUNCE, daemon_sender),
     (BOUNCE, bounce_subject),

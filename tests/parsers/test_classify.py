@@ -141,3 +141,18 @@ def test_checks_are_data_and_a_custom_pipeline_can_be_passed():
     result = classify(mail("From: MAILER-DAEMON@x.org\nList-Id: <l.x.org>"),
                       envelope_sender=None, checks=only_lists)
     assert result.kind == LIST
+
+
+@pytest.mark.parametrize("kind_in_json, expected", [
+    ('"notificationType":"Bounce"', BOUNCE), ('\\"notificationType\\":\\"Complaint\\"', REPORT),
+    ('"eventType": "Delivery"', REPORT)])
+def test_amazon_ses_notifications_are_bounces_or_reports(kind_in_json, expected):
+    headers = ("From: SES <no-reply@sns.amazonaws.com>\nSubject: AWS Notification Message\n"
+               "x-amz-sns-message-id: ad6bdf42")
+    result = classify(mail(headers, "{" + kind_in_json + ', "mail": {}}'), envelope_sender=None)
+    assert result.kind == expected and "x-amz-sns-message-id" in result.evidence
+
+
+def test_a_customer_quoting_ses_json_is_not_a_bounce():
+    body = 'My webhook got {"notificationType":"Bounce"} - why?'
+    assert classify(mail(CUSTOMER, body), envelope_sender="alice@example.com").kind == NORMAL
