@@ -136,7 +136,7 @@ def rule_facts(mail: ParsedMail, kind: str, recipient: str, context: Context,
     """What the rules see of a message (`rules.facts`)."""
     return Facts.of(mail, recipient=recipient, is_reply=is_reply, received_at=_aware(received_at),
                     contact=context.ruleset.contact(mail.from_address) if mail.from_address else None,
-                    automatic=kind in AUTOMATIC)
+                    automatic=kind in AUTOMATIC, kind=kind)
 
 
 def identify(raw: bytes, mail: ParsedMail, kind: str, context: Context):

@@ -34,6 +34,7 @@ TEXT_FIELDS = {
     "attachment": "each attachment's file name and content type",
     "customer_tier": "the sender's tier from the contacts: list",
     "from_org": "the sender's organisation from the contacts: list",
+    "kind": "what the classifier called the mail: normal, bounce, auto_reply, report, list or loop",
 }
 HEADER_FIELD = "header"          # header: {Name: test}
 BOOL_FIELDS = ("is_reply", "is_new")
@@ -67,17 +68,19 @@ class Facts:
     received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     contact: Contact | None = None                   # the sender's contacts: entry
     automatic: bool = False                          # classified as not written by a person
+    kind: str = "normal"                             # parsers.classify's kind
 
     @classmethod
     def of(cls, mail, *, recipient: str, is_reply: bool, received_at: datetime,
-           contact: Contact | None = None, automatic: bool = False) -> "Facts":
+           contact: Contact | None = None, automatic: bool = False,
+           kind: str = "normal") -> "Facts":
         """The facts of a `parsers.message.ParsedMail`."""
         return cls(from_address=mail.from_address.lower(), to=tuple(a.lower() for a in mail.to),
                    cc=tuple(a.lower() for a in mail.cc), recipient=recipient.lower(),
                    subject=mail.subject, body=mail.visible_text[:MAX_BODY], headers=mail.headers,
                    attachments=tuple((a.filename, a.content_type) for a in mail.attachments),
                    is_reply=is_reply, received_at=received_at, contact=contact,
-                   automatic=automatic)
+                   automatic=automatic, kind=kind)
 
     @property
     def is_new(self) -> bool:
@@ -115,6 +118,8 @@ class Facts:
             found = (self.contact.tier,) if self.contact else ()
         elif name == "from_org":
             found = (self.contact.org,) if self.contact else ()
+        elif name == "kind":
+            found = (self.kind,)
         else:
             raise KeyError(name)
         return tuple(v for v in found if v)

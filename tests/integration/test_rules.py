@@ -328,3 +328,24 @@ async def test_a_reload_rereads_the_templates_and_a_broken_one_keeps_the_last_go
         await desk.wait_for(lambda: to(desk, "dan@customer.example"))
         assert [text(m).strip() for m in to(desk, "carol@customer.example") + to(desk, "dan@customer.example")] \
             == ["Billing has ticket #1 now.", "Billing has ticket #2 now."]
+
+
+async def test_a_rule_on_kind_gives_mailing_list_mail_its_own_queue_and_no_answer(tmp_path, database_url):
+    rules = RULES.replace("auto_reply: ack_billing", "auto_reply: false").replace(
+        "queues:\n", "queues:\n  robots: {address: robots@example.com}\n").replace(
+        "rules:\n", "rules:\n  - name: Lists\n    when: {kind: [list, report]}\n"
+                    "    then: {queue: robots, tags: [automatic]}\n    stop: true\n")
+    async with running_helpdesk(tmp_path, database_url, rules=rules) as desk:
+        await desk.send_smtp(mail("Weekly digest", message_id="digest@lists.example",
+                                  headers={"List-Id": "<news.lists.example>"}))
+        await desk.send_smtp(mail("Printer on fire", message_id="person@customer.example"))
+        await desk.wait_for(lambda: len(desk.tickets()) == 2)
+        await desk.settle()
+        by_subject = {t["subject"]: desk.ticket(t["number"]) for t in desk.tickets()}
+        digest, person = by_subject["Weekly digest"], by_subject["Printer on fire"]
+        assert (digest["queue"], digest["tags"]) == ("robots", ["automatic"])
+        assert digest["messages"][0]["kind"] == "list"
+        assert person["queue"] == "general"
+        answered = [m["To"] for m in desk.relay_messages if "Weekly digest" in m["Subject"]]
+        assert answered == []                       # the list mail got no acknowledgement
+        assert any("Printer on fire" in m["Subject"] for m in desk.relay_messages)
