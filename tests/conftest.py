@@ -9,9 +9,21 @@ except under CI (CI=true), where it fails: CI must exercise both.
 session; `imap_account` a fresh user on it for each test; `private_dovecot` an instance of
 the test's own, to stop, kill or restart (tests/dovecot.py is the manual).  Where Dovecot is
 missing or cannot run, their tests are skipped with the reason — under CI they fail.
+
+`postfix_server` is a real Postfix on a free loopback port, shared by the session, with a
+recording SMTP sink routed as the domain `sink.test` (`nosuchuser*` refused with 550,
+`tempfail*` with 452); `postfix_sink` is that sink, emptied for the test, which also
+starts Postfix's log view afresh (`postfix_server.mark()`: deliveries() and maillog() show
+only this test's lines).  `dovecot_lmtp`
+is a Dovecot with LMTP and Sieve for the session, its vacation replies sent through
+`postfix_server`, which routes `customer.test` to it; `customer_mailbox` is
+carol@customer.test on it, fresh for each test, with her out-of-office script
+(`VACATION`).  tests/postfix.py is the manual.  Skipped where Postfix (or Dovecot's LMTP
+and Sieve) is missing, failed under CI.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import uuid
@@ -20,6 +32,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SINK_DOMAIN = "sink.test"
+CUSTOMER = "carol@customer.test"
+VACATION = 'require ["vacation"];\nvacation :days 1 :subject "Out of office" "I am away";\n'
 CORPUS = REPO.parent / "shared" / "corpus"
 PG_URL = os.environ.get("MAILD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -121,3 +136,81 @@ def private_dovecot():
     server = _started_dovecot()
     yield server
     server.close()
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def _lab_sink():
+    from tests.postfix import Sink
+
+    sink = Sink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def postfix_server(_lab_sink):
+    """The session's Postfix; route() what a test needs, never stop it in a test."""
+    from tests.postfix import Postfix, PostfixError
+
+    reason = Postfix.unavailable()
+    if reason is None:
+        server = Postfix()
+        try:
+            server.route({SINK_DOMAIN: _lab_sink.nexthop})
+            server.start()
+        except PostfixError as exc:
+            server.close()
+            reason = f"Postfix did not start: {exc}"
+        else:
+            yield server
+            server.close()
+            return
+    _unavailable(reason)
+
+
+@pytest.fixture
+def postfix_sink(postfix_server, _lab_sink):
+    """The sink behind `sink.test`, emptied for this test; Postfix's log view starts now."""
+    _lab_sink.clear()
+    postfix_server.mark()
+    yield _lab_sink
+    # a test that ends with mail still queued (a failed one, say) must not hand its DSNs
+    # to the next test's sink
+    with contextlib.suppress(TimeoutError):
+        postfix_server.wait_queue_empty(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def dovecot_lmtp(postfix_server):
+    """Dovecot with LMTP and Sieve for the session; Postfix routes `customer.test` to it."""
+    from tests.dovecot import Dovecot, DovecotError
+
+    reason = Dovecot.unavailable(lmtp=True)
+    if reason is None:
+        server = Dovecot(lmtp=True, submission_host=postfix_server.address)
+        try:
+            server.start()
+        except DovecotError as exc:
+            server.close()
+            reason = f"Dovecot (LMTP) did not start: {exc}"
+        else:
+            postfix_server.route({CUSTOMER.partition("@")[2]:
+                                  f"lmtp:inet:{server.host}:{server.lmtp_port}"})
+            yield server
+            server.close()
+            return
+    _unavailable(reason)
+
+
+@pytest.fixture
+def customer_mailbox(dovecot_lmtp):
+    """carol@customer.test, a fresh mailbox (no mail, has answered no one) with VACATION."""
+    dovecot_lmtp.remove_user(CUSTOMER)
+    return dovecot_lmtp.add_user(CUSTOMER, secrets.token_urlsafe(12), sieve=VACATION)

@@ -8,9 +8,17 @@ r"""A private Dovecot IMAP server for tests: real IMAP on a free loopback port, 
     server.kill(); server.start()            # "the server dropped": same host and port, mail kept
     server.close()                           # kill, then remove the folder
 
+    server = Dovecot(lmtp=True, submission_host="127.0.0.1:2525")   # IMAP, LMTP and Sieve
+    server.start()                           # server.lmtp_port: where an MTA delivers
+    carol = server.add_user("carol@customer.test", "s3cret", sieve=VACATION)
+    server.remove_user("carol@customer.test")    # her sessions kicked, her mail and state gone
+
 In the test suite use the fixtures in tests/conftest.py: `dovecot_server` (one instance for
 the session), `imap_account` (a fresh user on it for each test) and `private_dovecot` (an
-instance of the test's own, for tests that stop, kill or restart the server).
+instance of the test's own, for tests that stop, kill or restart the server); for mail
+delivered by Postfix, `dovecot_lmtp` (an LMTP instance for the session, sending through
+`postfix_server`) and `customer_mailbox` (carol@customer.test on it, fresh, with her
+out-of-office Sieve script, routed by Postfix to Dovecot's LMTP).
 
 The server
     IMAP only, on 127.0.0.1, at a port picked free at the first start() and kept across
@@ -36,6 +44,23 @@ The server
     dovecot-imapd and creates vmail.  As any other user, all of Dovecot runs as that user
     (Dovecot's rootless mode).
 
+LMTP and Sieve (Dovecot(lmtp=True, submission_host=...))
+    Also LMTP on 127.0.0.1 at `lmtp_port` (picked free at the first start() like `port`),
+    the Sieve plugin (dovecot-sieve) in the LMTP delivery, and Sieve's outgoing mail
+    (vacation replies, redirects) sent by SMTP to `submission_host` ("host:port", the
+    test's Postfix); without it Dovecot would run /usr/sbin/sendmail, which has no
+    configuration on the test machines.  postmaster_address is postmaster@lab.test (LMTP
+    refuses to start without one).  A user's Sieve script, add_user(..., sieve=TEXT), is
+    <home>/.dovecot.sieve (home = <folder>/mail/<address>, the Maildir's parent), compiled
+    at the first delivery.  As in any Pigeonhole setup, a vacation reply goes to the
+    envelope sender (for maild: its VERP address support+bounces-<id>@...) from the null
+    sender <>, with Auto-Submitted: auto-replied and In-Reply-To/References of the mail it
+    answers, once per sender per :days; it never answers mail that carries Auto-Submitted
+    (other than "no"), a list header or Precedence bulk/junk/list, nor mail whose
+    To/Cc/Bcc do not name the user.  Its memory of whom it answered lives in the home
+    (.dovecot.lda-dupes), so remove_user() + add_user() gives a user who answered no one.
+    scripts/test-services installs dovecot-lmtpd and dovecot-sieve.
+
 Lifecycle
     start()    the master in the foreground, in a process group of its own; returns once the
                port greets.  DovecotError (with Dovecot's log) if it does not.
@@ -51,7 +76,7 @@ Lifecycle
     log_text() Dovecot's log so far.
 
 Accounts
-    add_user(address, password) -> Account, a frozen value (address, password, host, port,
+    add_user(address, password, sieve=None) -> Account, a frozen value (address, password, host, port,
     maildir, config).  Its helpers use stdlib imaplib, synchronously, each on a connection of
     its own, and raise ImapError when the server answers NO or BAD:
       append(raw, folder="INBOX", flags=())  -> UID, from the APPENDUID answer (UIDPLUS)
@@ -100,6 +125,9 @@ from typing import Self
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
+LMTP_PROGRAM = "/usr/lib/dovecot/lmtp"                          # dovecot-lmtpd
+SIEVE_PLUGIN = "/usr/lib/dovecot/modules/lib90_sieve_plugin.so"  # dovecot-sieve
+POSTMASTER = "postmaster@lab.test"
 HOST = "127.0.0.1"
 MAIL_USER = "vmail"           # what the mail processes run as when we are root
 START_TIMEOUT = 15.0
@@ -328,11 +356,14 @@ def _send_appends(sock: socket.socket, prefix: str, mailbox: bytes, raws: list[b
 class Dovecot:
     """One private Dovecot instance in a temp folder (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lmtp: bool = False, submission_host: str | None = None) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="dovecot-"))
         self.name = f"maild-test-{self.directory.name.removeprefix('dovecot-')}"
         self.host = HOST
         self.port: int | None = None
+        self.lmtp = lmtp
+        self.lmtp_port: int | None = None
+        self.submission_host = submission_host
         self._process: subprocess.Popen | None = None
         self._closed = False
         os.chmod(self.directory, 0o755)          # Dovecot's users must reach their files
@@ -343,11 +374,15 @@ class Dovecot:
     # -- availability ----------------------------------------------------------------------
 
     @staticmethod
-    def unavailable() -> str | None:
-        """Why Dovecot cannot run here, or None if it can."""
+    def unavailable(lmtp: bool = False) -> str | None:
+        """Why Dovecot (with LMTP and Sieve, if `lmtp`) cannot run here, or None if it can."""
         if not os.access(DOVECOT, os.X_OK):
             return (f"Dovecot is not installed ({DOVECOT}); scripts/test-services installs "
                     "dovecot-imapd when run as root")
+        for path, package in ((LMTP_PROGRAM, "dovecot-lmtpd"), (SIEVE_PLUGIN, "dovecot-sieve")):
+            if lmtp and not os.path.exists(path):
+                return (f"{package} is not installed ({path}); scripts/test-services installs "
+                        "it when run as root")
         if _running_as_root():
             try:
                 pwd.getpwnam(MAIL_USER)
@@ -368,13 +403,15 @@ class Dovecot:
             raise DovecotError("this instance was closed")
         if self.running:
             return
-        if reason := self.unavailable():
+        if reason := self.unavailable(self.lmtp):
             raise DovecotError(reason)
         if _running_as_root():
             user = pwd.getpwnam(MAIL_USER)
             os.chown(self.directory / "mail", user.pw_uid, user.pw_gid)
         if self.port is None:
             self.port = _free_port()
+        if self.lmtp and self.lmtp_port is None:
+            self.lmtp_port = _free_port()
         with contextlib.suppress(FileNotFoundError):   # left by kill(); its pid may be reused
             (self.directory / "run" / "master.pid").unlink()
         config = self.directory / "dovecot.conf"
@@ -384,7 +421,7 @@ class Dovecot:
                                              stdin=subprocess.DEVNULL, stdout=stderr,
                                              stderr=stderr, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
-        while not _greets(self.port):
+        while not (_greets(self.port) and (not self.lmtp or _port_open(self.lmtp_port))):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self._kill_group()
                 self._process = None
@@ -459,10 +496,13 @@ class Dovecot:
 
     # -- users -----------------------------------------------------------------------------
 
-    def add_user(self, address: str, password: str) -> Account:
-        """A new user (or a new password); it can log in at once, no restart needed."""
+    def add_user(self, address: str, password: str, *, sieve: str | None = None) -> Account:
+        """A new user (or a new password); it can log in at once, no restart needed.
+        `sieve`: the text of the user's active Sieve script (LMTP deliveries run it)."""
         if not address or any(c in address + password for c in ":/\r\n\0"):
             raise ValueError("address and password must not contain ':', '/' or line breaks")
+        if sieve is not None:
+            self._write_sieve(address, sieve)
         staged = self.directory / "users" / f".{address}.new"
         staged.write_text(f"{address}:{{PLAIN}}{password}::::::\n")
         staged.chmod(0o644)
@@ -473,7 +513,45 @@ class Dovecot:
                        maildir=self.directory / "mail" / address / "Maildir",
                        config=self.directory / "dovecot.conf")
 
+    def remove_user(self, address: str) -> None:
+        """Forget a user: sessions kicked (if running), passwd-file and home (mail, Sieve
+        script, vacation memory) deleted."""
+        if self.running:
+            _doveadm(self.directory / "dovecot.conf", "kick", address)
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / "users" / address).unlink()
+        shutil.rmtree(self.directory / "mail" / address, ignore_errors=True)
+
     # -- internals -------------------------------------------------------------------------
+
+    def _write_sieve(self, address: str, script: str) -> None:
+        home = self.directory / "mail" / address
+        home.mkdir(exist_ok=True)
+        (home / ".dovecot.sieve").write_text(script)
+        if _running_as_root():     # Dovecot compiles it next to the script, as the mail user
+            user = pwd.getpwnam(MAIL_USER)
+            for path in (home, home / ".dovecot.sieve"):
+                os.chown(path, user.pw_uid, user.pw_gid)
+
+    def _lmtp_config(self) -> str:
+        if not self.lmtp:
+            return ""
+        submission = f"submission_host = {self.submission_host}\n" if self.submission_host else ""
+        return f"""\
+postmaster_address = {POSTMASTER}
+{submission}service lmtp {{
+  inet_listener lmtp {{
+    address = {self.host}
+    port = {self.lmtp_port}
+  }}
+}}
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}}
+"""
 
     def _config(self) -> str:
         d = self.directory
@@ -493,7 +571,7 @@ instance_name = {self.name}
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-{users}protocols = imap
+{users}protocols = imap{" lmtp" if self.lmtp else ""}
 listen = {self.host}
 ssl = no
 disable_plaintext_auth = no
@@ -535,7 +613,7 @@ service anvil {{
     mode = 0
   }}
 }}
-"""
+""" + self._lmtp_config()
 
     def _stderr_text(self) -> str:
         try:

@@ -7,6 +7,9 @@
 
 Listeners on port 0, the outbound relay an aiosmtpd sink that records every message,
 the database the fixture's (SQLite or PostgreSQL), the spool in tmp_path.
+`running_helpdesk(..., relay="smtp://127.0.0.1:<port>")` sends through a real relay
+instead (a Postfix of tests/postfix.py); then no sink is started and `desk.sink` stays
+empty.
 """
 from __future__ import annotations
 
@@ -132,11 +135,14 @@ class Helpdesk:
 
 
 @contextlib.asynccontextmanager
-async def running_helpdesk(folder: Path, database_url: str, **extra):
+async def running_helpdesk(folder: Path, database_url: str, *, relay: str | None = None, **extra):
     loop = asyncio.get_running_loop()
     sink = RecordingSink()
-    sink_server = await loop.create_server(lambda: SMTP(sink, hostname="sink.test"), "127.0.0.1", 0)
-    relay = f"smtp://127.0.0.1:{sink_server.sockets[0].getsockname()[1]}"
+    sink_server = None
+    if relay is None:
+        sink_server = await loop.create_server(lambda: SMTP(sink, hostname="sink.test"),
+                                               "127.0.0.1", 0)
+        relay = f"smtp://127.0.0.1:{sink_server.sockets[0].getsockname()[1]}"
     config = write_config(folder, database_url, relay, **extra)
     daemon = Daemon(Runtime.open(load_settings(config)), install_signals=False)
     task = asyncio.create_task(daemon.run())
@@ -149,7 +155,8 @@ async def running_helpdesk(folder: Path, database_url: str, **extra):
     finally:
         daemon.stop.set()
         await asyncio.wait_for(task, 15)
-        sink_server.close()
+        if sink_server is not None:
+            sink_server.close()
         del ports
 
 
