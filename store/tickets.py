@@ -72,7 +72,7 @@ class InboundMessage:
     references: tuple[str, ...]
     text: str
     visible_text: str
-    html: str
+    html: str                           # sanitised for display (parsers.html.sanitize)
     attachments: tuple[Attachment, ...]   # parsers.message.Attachment values
     token_ticket: int | None            # number from the subject token, if any
     reply_candidates: tuple[str, ...]   # Message-IDs to match, most relevant first
