@@ -96,6 +96,14 @@ text is expected is an error: quote it):
     door. Bytes, or a string with a unit: ``"25MB"``, ``"25 MiB"``, ``"512k"``, ``"1G"``;
     k/M/G count 1024s, as in nginx. ``auto_replies_per_hour`` (default 3):
     automatic mails maild sends to one address per hour (0: none).
+    What maild reads of a message it accepted (hostile mail; docs/hygiene.md, and
+    `parsers.limits` for why each default): ``max_header_bytes`` (default 256k, a size)
+    and ``max_headers`` (default 1000): a header section over either is quarantined
+    with the reason. ``max_mime_parts`` (default 1000): the parse stops there, the rest
+    is left out; ``max_mime_depth`` (default 100): deeper MIME parts are left out;
+    ``max_attachments`` (default 500) and ``max_attachment_size`` (default 10M, a size):
+    attachments past the count or over the size are not stored. What is left out is
+    named in a ``trimmed`` event on the ticket; the raw message keeps everything.
 ``scheduler`` (optional)
     ``sla_sweep_seconds`` (default 30; 1 or more): how often the SLA sweep looks for
     escalation steps that fell due. ``housekeeping_minutes`` (default 60): how often
@@ -152,6 +160,7 @@ from maild.config_checks import (TRUST_POLICIES, UNKNOWN_SENDER_POLICIES, Listen
                                  _check_unknown_sender, _sqlite_path, parse_listen)
 from maild.imap_url import check_account_name, parse_after, parse_imap_url
 from maild.redact import redact_url
+from parsers import limits as parse_limits
 from rules.source import (Address, ConfigError, KeyPath, StrictModel, load_yaml, problem_at,
                           validate)
 
@@ -211,6 +220,7 @@ class Trust:
 class Limits:
     max_message_size: int          # bytes
     auto_replies_per_hour: int
+    parse: parse_limits.Limits = parse_limits.Limits()    # what maild reads of a message
 
 
 @dataclass(frozen=True)
@@ -317,9 +327,18 @@ class _Trust(StrictModel):
         return _check_authserv_id(value)
 
 
+_PARSE = parse_limits.Limits()
+
+
 class _Limits(StrictModel):
     max_message_size: Size = DEFAULT_MAX_MESSAGE_SIZE
     auto_replies_per_hour: Annotated[int, Field(ge=0)] = 3
+    max_header_bytes: Size = _PARSE.max_header_bytes
+    max_headers: Annotated[int, Field(ge=1)] = _PARSE.max_headers
+    max_mime_parts: Annotated[int, Field(ge=1)] = _PARSE.max_mime_parts
+    max_mime_depth: Annotated[int, Field(ge=1)] = _PARSE.max_mime_depth
+    max_attachments: Annotated[int, Field(ge=1)] = _PARSE.max_attachments
+    max_attachment_size: Size = _PARSE.max_attachment_size
 
 
 class _Scheduler(StrictModel):
@@ -498,7 +517,12 @@ def _build(doc: _SettingsFile, config_path: Path, imap_passwords: list[str] = ()
         trust=Trust(agents=trust.agents, authserv_id=authserv_id),
         rules_path=resolve(doc.rules),
         limits=Limits(max_message_size=limits.max_message_size,
-                      auto_replies_per_hour=limits.auto_replies_per_hour),
+                      auto_replies_per_hour=limits.auto_replies_per_hour,
+                      parse=parse_limits.Limits(
+                          max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers,
+                          max_mime_parts=limits.max_mime_parts, max_mime_depth=limits.max_mime_depth,
+                          max_attachments=limits.max_attachments,
+                          max_attachment_size=limits.max_attachment_size)),
         log_level=doc.log_level,
         config_path=config_path,
         scheduler=Scheduler(**(doc.scheduler or _Scheduler()).model_dump()),

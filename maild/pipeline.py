@@ -31,6 +31,8 @@ from parsers.auth import TrustPolicy, authenticate
 from parsers.commands import split_commands
 from parsers import threading as threads
 from parsers.classify import AUTOMATIC, NORMAL, classify
+from parsers.html import sanitize
+from parsers.limits import Limits
 from parsers.message import ParsedMail, parse
 from rules.engine import Routing, route
 from rules.facts import Facts
@@ -59,6 +61,7 @@ class Context:
     reopen_days: int = 14
     expose_agent_address: bool = False
     dns: Callable | None = None               # DKIM key lookups (tests inject their own)
+    limits: Limits = Limits()                 # what parse reads of a message (maild.yaml limits:)
 
     @cached_property
     def own_addresses(self) -> frozenset[str]:
@@ -90,7 +93,7 @@ def receiving_address(envelope: Envelope, mail: ParsedMail, context: Context) ->
 def prepare(raw: bytes, envelope: Envelope, context: Context, *,
             received_at: datetime | None = None) -> tuple[InboundMessage, Routing]:
     """`received_at`: when the spool accepted it (naive = UTC; None: now)."""
-    mail = parse(raw)
+    mail = parse(raw, context.limits)       # MessageRefused: quarantined with its reason
     verdict = classify_mail(mail, envelope, context)
     recipient = receiving_address(envelope, mail, context)
     candidates = threads.reply_candidates(mail)
@@ -107,7 +110,7 @@ def prepare(raw: bytes, envelope: Envelope, context: Context, *,
         evidence=verdict.evidence, from_address=mail.from_address, from_name=mail.from_name,
         to=mail.to, cc=mail.cc, subject=mail.subject, in_reply_to=mail.in_reply_to,
         references=mail.references, text=mail.text, visible_text=mail.visible_text,
-        html=mail.html,
+        html=sanitize(mail.html), trimmed=mail.trimmed,    # stored for display: nothing that runs
         attachments=mail.attachments,
         token_ticket=token,
         reply_candidates=candidates, our_ticket_refs=ours, queue=decision.queue,

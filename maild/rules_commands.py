@@ -89,7 +89,7 @@ def _test(args) -> int:
     from maild.envelope import Envelope
     from maild.pipeline import classify_mail, receiving_address, rule_facts
     from parsers import threading as threads
-    from parsers.message import UnparseableMessage, parse
+    from parsers.message import MessageRefused, UnparseableMessage, parse
     from rules.engine import explain
 
     settings = _settings(args)
@@ -98,11 +98,11 @@ def _test(args) -> int:
     try:
         raw = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
         at = parse_when(args.at)
-        mail = parse(raw)
+        mail = parse(raw, context.limits)
     except OSError as exc:
         print(f"maild rules test: {args.message}: {exc.strerror or exc}", file=sys.stderr)
         return EX_USAGE
-    except (ValueError, UnparseableMessage) as exc:     # a bad --at; empty input
+    except (ValueError, UnparseableMessage, MessageRefused) as exc:  # bad --at; empty; over a limit
         print(f"maild rules test: {exc}", file=sys.stderr)
         return EX_USAGE
     envelope = Envelope(mail_from=args.sender, rcpt_tos=tuple(a.lower() for a in args.recipient),

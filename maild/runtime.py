@@ -157,7 +157,8 @@ def build_context(settings: Settings, ruleset: Ruleset, env) -> Context:
                    comment_address=helpdesk.comment_address,
                    trust=TrustPolicy(settings.trust.agents, settings.trust.authserv_id),
                    unknown_sender=helpdesk.unknown_sender, reopen_days=helpdesk.reopen_days,
-                   expose_agent_address=helpdesk.expose_agent_address)
+                   expose_agent_address=helpdesk.expose_agent_address,
+                   limits=settings.limits.parse)
 
 
 def _override_dir(settings: Settings) -> Path | None:

@@ -26,6 +26,15 @@ What you get:
 - `attachments` with their decoded bytes (mail-parser hands binary payloads as base64).
   A filename is what the sender wrote (decoded, on one line): never use it as a path.
 - `defects`: mail-parser's defect notes plus ours (charset fallbacks, failures).
+- `trimmed`: what `limits` (a `parsers.limits.Limits`) left out, one sentence each, e.g.
+  "attachment 'big.bin' (52,428,800 bytes) over max_attachment_size 10 MiB: not
+  stored"; they also come first in `defects`.  A header section over `max_header_bytes`
+  or with more than `max_headers` fields is refused before anything else is read
+  (`MessageRefused`).  The MIME parse reads at most `max_mime_parts` parts and stops
+  reading there; containers deeper than `max_mime_depth` stay closed; attachments beyond
+  `max_attachments` or over `max_attachment_size` are not kept (the size is read off the
+  base64 text: they are never decoded).  Nothing is ever decompressed.  `parsers.limits`
+  lists every limit, its default and its outcome.
 
 mail-parser does the MIME walk and attachment extraction, on the Message the stdlib
 parse gives (`parsers.feed`, the parse `mailparser.parse_from_bytes` would make, parsed
@@ -33,8 +42,9 @@ once) and without the parts of its work we never read (`_Extraction`).  It is no
 "never raises": it raised AttributeError on two corpus bounces (sisimai
 lhost-sendgrid-01/02, an epilogue without boundary).  Then we extract what we can from
 the stdlib's Message ourselves; if even the MIME structure is unusable (e.g. nested too
-deep), the headers alone.  Every such step adds a defect string.  Only input with nothing
-in it (empty or whitespace) raises `UnparseableMessage`.
+deep for the interpreter, with `max_mime_depth` raised), the headers alone.  Every such
+step adds a defect string.  Only input with nothing in it (empty or whitespace) raises
+`UnparseableMessage`.
 
 The raw bytes are not kept here (the store keeps them byte for byte).
 """
@@ -52,10 +62,11 @@ from datetime import datetime
 import mailparser
 
 from parsers.charsets import clean, decode_bytes
-from parsers.feed import message_from_bytes
+from parsers.feed import read_message
 from parsers.headers import (addresses, as_text, b64decode, decode_header, decode_words,
                              encode_text, one_line, parse_date, unfold)
 from parsers.html import html_to_text
+from parsers.limits import Limits, MessageRefused, check_header_section, size_text
 from parsers.msgid import normalize_message_id, parse_message_ids
 from parsers.quotes import visible_text
 
@@ -97,6 +108,7 @@ class ParsedMail:
     visible_text: str                      # new text of a reply: quotes and signature removed
     attachments: tuple[Attachment, ...] = ()
     defects: tuple[str, ...] = field(default=())
+    trimmed: tuple[str, ...] = ()          # what the limits left out (see parsers.limits)
 
     def header(self, name: str) -> str | None:
         """First value of header `name` (case-insensitive), or None."""
@@ -111,22 +123,28 @@ class ParsedMail:
         return tuple(v for k, v in self.headers if k.lower() == lname)
 
 
-def parse(raw: bytes) -> ParsedMail:
-    """Facts from raw message bytes; best effort on anything malformed (see module doc)."""
+DEFAULT_LIMITS = Limits()
+
+
+def parse(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> ParsedMail:
+    """Facts from raw message bytes; best effort on anything malformed (see module doc).
+    Raises MessageRefused for a message over a limit that refuses (`parsers.limits`)."""
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise UnparseableMessage(f"expected bytes, got {type(raw).__name__}")
     raw = bytes(raw)
-    if not raw.strip():
+    if not raw or raw.isspace():                # (not .strip(): no copy of a 25 MB message)
         raise UnparseableMessage("empty message")
+    check_header_section(raw, limits)
     defects: list[str] = []
-    extracted, message = _mime(raw, defects)
+    trimmed: list[str] = []
+    extracted, message = _mime(raw, limits, defects, trimmed)
     try:
-        return _build(message, extracted, defects, with_bodies=True)
+        return _build(message, extracted, defects, trimmed, limits, with_bodies=True)
     except Exception as exc:  # a stdlib surprise deep in some part: keep the headers
         log.warning("parse: extraction failed, keeping headers only: %r", exc)
         defects.append(f"extraction failed, headers only: {exc!r}"[:300])
         try:
-            return _build(_headers_only(raw), None, defects, with_bodies=False)
+            return _build(_headers_only(raw), None, defects, trimmed, limits, with_bodies=False)
         except Exception as again:
             raise UnparseableMessage(f"no headers could be read: {again!r}") from again
 
@@ -147,12 +165,12 @@ class _Extraction(mailparser.MailParser):
         return ""
 
 
-def _mime(raw: bytes, defects: list[str]):
+def _mime(raw: bytes, limits: Limits, defects: list[str], trimmed: list[str]):
     """(mail-parser result or None, stdlib Message).  The bytes are parsed once, as
-    `mailparser.parse_from_bytes` parses them (`email.message_from_bytes`), and that
-    Message is handed to mail-parser."""
+    `mailparser.parse_from_bytes` parses them (`email.message_from_bytes`) but within
+    `limits` (`parsers.feed.read_message`), and that Message is handed to mail-parser."""
     try:
-        message = message_from_bytes(raw)
+        message = _read(raw, limits, trimmed)
     except Exception as exc:  # RecursionError on absurd nesting, and the like
         log.info("parse: MIME structure unusable (%r)", exc)
         defects.append(f"mail-parser failed: {exc!r}"[:300])
@@ -163,14 +181,29 @@ def _mime(raw: bytes, defects: list[str]):
     except Exception as exc:
         log.info("parse: mail-parser failed (%r), falling back to the stdlib", exc)
         defects.append(f"mail-parser failed: {exc!r}"[:300])
-    return None, message_from_bytes(raw)        # fresh: mail-parser may have left it half-walked
+    return None, _read(raw, limits, [])     # fresh: mail-parser may have left it half-walked
+
+
+def _read(raw: bytes, limits: Limits, trimmed: list[str]):
+    message, cut = read_message(raw, max_parts=limits.max_mime_parts,
+                                max_depth=limits.max_mime_depth)
+    if cut.parts_after:
+        trimmed.append(f"MIME parts after the first {limits.max_mime_parts:,} not read "
+                       f"(max_mime_parts {limits.max_mime_parts:,}): the rest of the "
+                       "message is only in the raw message")
+    if cut.unopened:
+        trimmed.append(f"{cut.unopened:,} MIME container(s) nested deeper than "
+                       f"max_mime_depth {limits.max_mime_depth:,} not opened: their parts "
+                       "are only in the raw message")
+    return message
 
 
 def _headers_only(raw: bytes):
     return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
 
 
-def _build(message, extracted, defects: list[str], *, with_bodies: bool) -> ParsedMail:
+def _build(message, extracted, defects: list[str], trimmed: list[str], limits: Limits, *,
+           with_bodies: bool) -> ParsedMail:
     headers = tuple((str(name), decode_header(value)) for name, value in message.raw_items())
     raw_first = {}
     for name, value in message.raw_items():
@@ -179,10 +212,10 @@ def _build(message, extracted, defects: list[str], *, with_bodies: bool) -> Pars
     text = "\n\n".join(plain) if plain else _html_text(html_parts, defects)
     from_list = addresses(raw_first.get("from", ""), require_at=False)
     if extracted is not None:
-        attachments = _attachments_from_mailparser(extracted.attachments)
+        attachments = _attachments_from_mailparser(extracted.attachments, limits, trimmed)
         defects.extend(_mailparser_defects(extracted.defects))
     else:
-        attachments = _attachments_from_parts(message) if with_bodies else ()
+        attachments = _attachments_from_parts(message, limits, trimmed) if with_bodies else ()
     return ParsedMail(
         message_id=normalize_message_id(raw_first.get("message-id", "")),
         in_reply_to=parse_message_ids(raw_first.get("in-reply-to", "")),
@@ -199,7 +232,8 @@ def _build(message, extracted, defects: list[str], *, with_bodies: bool) -> Pars
         html=clean(html_parts[0]) if html_parts else "",
         visible_text=clean(visible_text(text)),
         attachments=attachments,
-        defects=tuple(dict.fromkeys(defects))[:50],
+        defects=tuple(dict.fromkeys(trimmed + defects))[:50],
+        trimmed=tuple(dict.fromkeys(trimmed)),
     )
 
 
@@ -256,34 +290,88 @@ def _html_text(parts: list[str], defects: list[str]) -> str:
     return "\n\n".join(filter(None, texts))
 
 
-def _attachments_from_mailparser(items) -> tuple[Attachment, ...]:
-    """mail-parser's attachment dicts as Attachments; binary payloads come as base64."""
-    found = []
+def _attachments_from_mailparser(items, limits: Limits, trimmed: list[str]
+                                 ) -> tuple[Attachment, ...]:
+    """mail-parser's attachment dicts as Attachments; binary payloads come as base64
+    (and are decoded only when within `limits`)."""
+    kept = _Kept(limits, trimmed)
     for item in items:
         payload = item.get("payload") or ""
-        if item.get("binary"):
+        binary = item.get("binary") and isinstance(payload, str)
+        filename = one_line(str(item.get("filename") or ""))
+        size = _base64_size(payload) if binary else len(payload)
+        if not kept.admits(filename, size):
+            continue
+        if binary:
             data = b64decode(payload)
         else:
             data = encode_text(payload) if isinstance(payload, str) else bytes(payload)
         content_type = str(item.get("mail_content_type") or "application/octet-stream")
-        filename = one_line(str(item.get("filename") or ""))
-        found.append(Attachment(filename=filename, content_type=content_type, data=data))
-    return tuple(found)
+        kept.add(Attachment(filename=filename, content_type=content_type, data=data))
+    return kept.done()
 
 
-def _attachments_from_parts(message) -> tuple[Attachment, ...]:
+def _attachments_from_parts(message, limits: Limits, trimmed: list[str]
+                            ) -> tuple[Attachment, ...]:
     """The fallback when mail-parser failed: leaf parts with a filename or disposition."""
-    found = []
+    kept = _Kept(limits, trimmed)
     for part in message.walk():
         if part.is_multipart():
             continue
         filename = part.get_filename()
         if not filename and part.get_content_disposition() != "attachment":
             continue
-        found.append(Attachment(filename=decode_header(filename or ""),
-                                content_type=part.get_content_type(),
-                                data=part.get_payload(decode=True) or b""))
-    return tuple(found)
+        filename = decode_header(filename or "")
+        encoded = part.get_payload()
+        encoded = encoded if isinstance(encoded, str) else ""
+        if part.get("content-transfer-encoding", "").strip().lower() == "base64":
+            size = _base64_size(encoded)
+        else:
+            size = len(encoded)             # quoted-printable and the rest: at most this
+        if not kept.admits(filename, size):
+            continue
+        kept.add(Attachment(filename=filename, content_type=part.get_content_type(),
+                            data=part.get_payload(decode=True) or b""))
+    return kept.done()
+
+
+def _base64_size(text: str) -> int:
+    """The size base64 `text` decodes to, without decoding it (exact for well-formed
+    base64; line breaks and blanks don't count)."""
+    letters = len(text) - sum(text.count(c) for c in "\r\n \t=")
+    return letters * 3 // 4
+
+
+class _Kept:
+    """Attachments within `max_attachments` and `max_attachment_size`; a sentence in
+    `trimmed` for each one left out."""
+
+    def __init__(self, limits: Limits, trimmed: list[str]):
+        self.limits, self.trimmed = limits, trimmed
+        self.found: list[Attachment] = []
+        self.over: list[str] = []           # names of those past max_attachments
+
+    def admits(self, filename: str, size: int) -> bool:
+        if len(self.found) >= self.limits.max_attachments:
+            self.over.append(filename)
+            return False
+        if size > self.limits.max_attachment_size:
+            self.trimmed.append(f"attachment {filename!r} ({size:,} bytes) over "
+                                f"max_attachment_size {size_text(self.limits.max_attachment_size)}: "
+                                "not stored")
+            return False
+        return True
+
+    def add(self, attachment: Attachment) -> None:
+        self.found.append(attachment)
+
+    def done(self) -> tuple[Attachment, ...]:
+        if self.over:
+            names = ", ".join(repr(n) for n in self.over[:5]) + (", ..." if len(self.over) > 5 else "")
+            self.trimmed.append(f"{len(self.over):,} attachment(s) after the first "
+                                f"{self.limits.max_attachments:,} not stored "
+                                f"(max_attachments {self.limits.max_attachments:,}): {names}")
+        return tuple(self.found)
 
 
 def _mailparser_defects(items) -> list[str]:
@@ -296,5 +384,6 @@ def _mailparser_defects(items) -> list[str]:
     return notes
 
 
-__all__ = ["parse", "ParsedMail", "Attachment", "UnparseableMessage", "decode_bytes",
+__all__ = ["parse", "ParsedMail", "Attachment", "UnparseableMessage", "MessageRefused",
+           "Limits", "decode_bytes",
            "decode_words", "normalize_message_id", "parse_message_ids"]

@@ -21,6 +21,9 @@ named; automatic mail stays on its ticket, unverified).
 A reply to a resolved ticket reopens it; so does a reply to a ticket closed less than
 `reopen_days` ago; a reply to one closed earlier opens a new ticket that links to it.
 A reply to a pending ticket (waiting on the customer) makes it open.
+What the parse limits left out of a message (`InboundMessage.trimmed`, e.g. an attachment
+over max_attachment_size) is recorded as one `trimmed` event per reason on its ticket,
+which `maild show` lists; the raw message, stored whole, still holds it.
 
 An authenticated agent's mail is not recorded here: `maild/agent_mail.py` finds its
 ticket with `find_ticket` and stores it with `store_agent_message`.
@@ -69,7 +72,7 @@ class InboundMessage:
     references: tuple[str, ...]
     text: str
     visible_text: str
-    html: str
+    html: str                           # sanitised for display (parsers.html.sanitize)
     attachments: tuple[Attachment, ...]   # parsers.message.Attachment values
     token_ticket: int | None            # number from the subject token, if any
     reply_candidates: tuple[str, ...]   # Message-IDs to match, most relevant first
@@ -81,6 +84,7 @@ class InboundMessage:
     to_comment: bool = False            # the comment address is among its recipients (envelope, To, Cc)
     auth: str = ""                      # why mail from an agent's address did not count as theirs
     commands: CommandBlock | None = None  # an agent's command lines and the text after them
+    trimmed: tuple[str, ...] = ()       # what the parse limits left out (ParsedMail.trimmed)
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,8 @@ def _store_message(ticket_id: int, msg: InboundMessage, *, now: datetime, unveri
     for att in msg.attachments:
         insert_row(MessageAttachment, message=message_pk, attachment=_attachment_row(att),
                    filename=att.filename)
+    for reason in msg.trimmed:          # agents see it in `maild show`; the raw keeps it all
+        add_event(ticket_id, now, "", "trimmed", f"message <{msg.message_id or msg.message_key}>: {reason}")
     return message_pk
 
 

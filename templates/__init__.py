@@ -27,8 +27,10 @@ Safety
       this over "render in a worker thread and stop waiting" because a thread can't be
       killed: an abandoned render would go on burning a core, and every retry of the
       same outbox row would start another one. The single operations that would not
-      return to the interpreter in time (``10 ** 10 ** 10``, ``'x' * 10 ** 10``) are
-      refused by the sandbox before they run. What is bounded is time, and the size of
+      return to the interpreter in time (``10 ** 10 ** 10``, ``'x' * 10 ** 10``,
+      ``'x'.center(10 ** 10)`` and the other str methods that take a length) are
+      refused by the sandbox before they run, as is ``range()`` over 100,000 items
+      (``range(10 ** 9)``). What is bounded is time, and the size of
       the output (``max_output``); templates come from the package and from the site's
       administrators, untrusted customer data only ever arrives as context values.
 
@@ -192,6 +194,15 @@ class _MailSandbox(SandboxedEnvironment):
         elif globals:
             template.globals.update(globals)
         return template
+
+    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's signature
+        """A str method that makes a string of a given length (center, ljust, zfill,
+        expandtabs, ...) runs in C until done: refuse lengths over MAX_REPEAT_LEN."""
+        if isinstance(getattr(__obj, "__self__", None), (str, bytes)):
+            for value in (*args, *kwargs.values()):
+                if isinstance(value, int) and value > MAX_REPEAT_LEN:
+                    raise SecurityError(f"{__obj.__name__}({value}) is too long")
+        return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context, op, left, right):
         if op == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:

@@ -122,7 +122,12 @@ def test_sandbox_refuses_internals(site):
 
 # -- the time bound ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("source", [LOOP, FORK_BOMB], ids=["loop", "recursion"])
+@pytest.mark.parametrize("source", [
+    LOOP, FORK_BOMB,
+    "{% for a in range(99999) %}{% for b in range(99999) %}{% for c in range(99999) %}"
+    "{% endfor %}{% endfor %}{% endfor %}",
+    "{% for a in range(100000) %}{% for b in range(100000) %}{{ '' }}{% endfor %}{% endfor %}",
+], ids=["loop", "recursion", "three_loops", "loop_with_output"])
 def test_runaway_template_is_stopped(site, source):
     env = site({"slow.txt.j2": source})
     env.render("ack", SAMPLE_CONTEXTS["ack"])                  # the watchdog is running
@@ -147,7 +152,12 @@ async def test_runaway_template_is_stopped_in_a_worker_thread(site):
     assert "#1042" in results[1].text
 
 
-@pytest.mark.parametrize("source", ["{{ 2 ** 100000 }}", "{{ 'x' * 1000000000 }}"])
+@pytest.mark.parametrize("source", [
+    "{{ 2 ** 100000 }}", "{{ 'x' * 1000000000 }}", "{% for i in range(10**9) %}x{% endfor %}",
+    "{% for i in range(10**9, 0, -1) %}x{% endfor %}", "{{ 'x'.center(10**10) }}",
+    "{{ 'x'.zfill(width=10**10) }}", "{{ 'a\tb'.expandtabs(10**10) }}",
+    "{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}",     # endless recursion
+])
 def test_single_huge_operations_are_refused(site, source):
     env = site({"huge.txt.j2": source})
     with pytest.raises(TemplateRenderError):
