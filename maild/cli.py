@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -104,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("serve", "process"):
+        # A reload asked for while starting must not kill the daemon (SIGHUP's default
+        # action is to exit): ignore it before the slow imports; the daemon installs
+        # its own handler once its loop runs.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from maild import commands
 
     handler = getattr(commands, "cmd_" + args.command)

@@ -75,11 +75,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import signal
-    # A reload asked for while starting (`systemctl reload` right after start) must not
-    # kill us: SIGHUP's default action is to exit.  The rules are being read anyway; the
-    # daemon's own handler replaces this once its loop runs.
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # SIGHUP is ignored from `maild.cli.main` on (a reload while starting must not kill us)
     settings = _settings(args)
     logs.configure(settings.log_level)
     from maild.daemon import BOTH, INTAKE, serve
@@ -89,8 +85,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_process(args) -> int:
-    import signal
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)   # a reload forwarded before our handlers exist
+    # SIGHUP is ignored from `maild.cli.main` on (a reload forwarded before our handlers exist)
     settings = _settings(args)
     logs.configure(settings.log_level)
     from maild.daemon import PROCESSING, serve

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import aiosmtplib
 
@@ -300,11 +301,24 @@ def test_maild_reload_never_signals_a_process_that_reused_a_stale_pid(tmp_path, 
         stranger.wait()
 
 
+def ignores_sighup(pid: int, timeout: float = 30.0) -> None:
+    """Wait until process `pid` ignores SIGHUP (its SigIgn mask in /proc): before that,
+    Python itself is still starting and SIGHUP's default action ends any program."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+        if mask & (1 << (signal.SIGHUP - 1)):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} never ignored SIGHUP")
+
+
 def test_a_reload_asked_for_while_maild_starts_does_not_stop_it(tmp_path, database_url):
     config, port = _serve(tmp_path, database_url, SIMPLE)
     daemon = start_daemon(config)
     try:
-        time.sleep(0.2)                          # configuration read, listeners not bound yet
+        ignores_sighup(daemon.pid)            # from maild.cli.main on; listeners not bound yet
         daemon.send_signal(signal.SIGHUP)
         wait_listening(port, daemon)
         assert daemon.poll() is None
