@@ -7,6 +7,10 @@ the transport reports the drop (``conn_lost_cb``) or the server says BYE, or
 `ImapTimeout` after ``timeout_seconds``. Any such failure ends the session: the caller
 closes it and reconnects, since a command cut short leaves aioimaplib's state unusable.
 
+Folder names go to the server in modified UTF-7 (RFC 3501 §5.1.3, maild/imap_utf7.py) in
+every command that names one (SELECT, CREATE, STATUS, UID MOVE, UID COPY); the names in a
+server's reply are decoded again for the log.
+
 Credentials: aioimaplib logs the LOGIN line at DEBUG (masking only the unquoted
 password) and puts a command's arguments in some exception texts, so its loggers are
 held at WARNING whatever maild's log_level, every password of a configured account is
@@ -23,6 +27,7 @@ from collections.abc import Awaitable
 
 from aioimaplib import aioimaplib
 
+from maild import imap_utf7
 from maild.config import ImapAccount as ImapSettings
 
 log = logging.getLogger(__name__)
@@ -166,7 +171,7 @@ class ImapSession:
         if answer.result != "OK":
             raise LoginRefused(f"login as {s.user} refused: {_text(answer)}")
         await self._opening(client.protocol.capability(), "CAPABILITY")
-        answer = await self._opening(client.select(aioimaplib.quoted(s.folder)), "SELECT")
+        answer = await self._opening(client.select(mailbox(s.folder)), "SELECT")
         if answer.result != "OK":
             raise MailboxRefused(f"cannot select folder {s.folder!r}: {_text(answer)}")
         found = next((m for line in answer.lines if isinstance(line, bytes)
@@ -291,18 +296,18 @@ class ImapSession:
     async def move(self, uids: str, folder: str) -> None:
         """UID MOVE where the server has MOVE, else COPY, \\Deleted and expunge."""
         if self.has("MOVE"):
-            await self._ok(self.client.uid("move", uids, aioimaplib.quoted(folder)), "UID MOVE")
+            await self._ok(self.client.uid("move", uids, mailbox(folder)), "UID MOVE")
             return
-        await self._ok(self.client.uid("copy", uids, aioimaplib.quoted(folder)), "UID COPY")
+        await self._ok(self.client.uid("copy", uids, mailbox(folder)), "UID COPY")
         await self.store(uids, r"\Deleted")
         await self.expunge(uids)
 
     async def ensure_folder(self, folder: str) -> bool:
         """Create `folder` unless it exists; True if created. MailboxRefused if neither."""
-        answer = await self.bounded(self.client.create(aioimaplib.quoted(folder)), "CREATE")
+        answer = await self.bounded(self.client.create(mailbox(folder)), "CREATE")
         if answer.result == "OK":
             return True
-        status = await self.bounded(self.client.status(aioimaplib.quoted(folder), "(MESSAGES)"),
+        status = await self.bounded(self.client.status(mailbox(folder), "(MESSAGES)"),
                                     "STATUS")
         if status.result != "OK":
             raise MailboxRefused(f"cannot create folder {folder!r}: {_text(answer)}")
@@ -361,9 +366,15 @@ class ImapSession:
                 task.cancel()
 
 
+def mailbox(name: str) -> str:
+    """A folder name as a command argument: modified UTF-7 (RFC 3501 §5.1.3), quoted."""
+    return aioimaplib.quoted(imap_utf7.encode(name))
+
+
 def _text(answer) -> str:
-    """The server's words in a tagged answer (its last line), scrubbed."""
+    """The server's words in a tagged answer (its last line), scrubbed; folder names in
+    modified UTF-7 decoded."""
     last = answer.lines[-1] if answer.lines else b""
     if isinstance(last, (bytes, bytearray)):
         last = bytes(last).decode("utf-8", "replace")
-    return scrub(str(last))[:200]
+    return imap_utf7.readable(scrub(str(last)))[:200]

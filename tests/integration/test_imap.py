@@ -28,6 +28,7 @@ from maild.spool import SpoolError
 from tests.integration.harness import SUPPORT, mail, running_helpdesk
 
 NAME = "support"
+SQLITE = "sqlite:///{}/maild.db"
 
 
 def account_config(account, folder: Path, *, name: str = NAME, after: str = "keep",
@@ -256,6 +257,26 @@ async def test_after_move_moves_exactly_the_processed_messages(tmp_path, databas
                                      "second@customer.example"]
 
 
+async def test_folders_named_outside_ascii_are_read_and_moved_to(tmp_path, imap_account, caplog):
+    """IMAP spells folder names in modified UTF-7 (RFC 3501 §5.1.3): a German site's
+    Eingänge and Erledigt/Geschäft are written in maild.yaml as people write them."""
+    caplog.set_level(logging.INFO)
+    await call(imap_account.create, "Eing&AOQ-nge")
+    await call(imap_account.append, mail("Umlaut", message_id="umlaut@customer.example"),
+               "Eing&AOQ-nge")
+    config = account_config(imap_account, tmp_path, after="move:Erledigt/Geschäft")
+    config["url"] = config["url"].replace("/INBOX", "/Eing%C3%A4nge")
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path), imap=[config]) as desk:
+        await desk.wait_for(lambda: len(desk.tickets()) == 1)
+        await desk.wait_for(lambda: progress(desk)[1:] == (1, 1))
+        await state(desk, "idle")
+    assert await call(message_ids_in, imap_account, "Erledigt/Gesch&AOQ-ft") == [
+        "<umlaut@customer.example>"]
+    assert await call(imap_account.uids, "Eing&AOQ-nge") == []
+    assert inbound_message_ids() == ["umlaut@customer.example"]
+    assert "imap support: created folder Erledigt/Geschäft for after: move" in caplog.text
+
+
 # --- UIDVALIDITY -------------------------------------------------------------------------
 
 async def test_a_uidvalidity_change_reimports_the_folder_without_duplicate_tickets(
@@ -376,7 +397,7 @@ async def test_a_missing_folder_or_an_impossible_move_target_is_an_error_not_a_l
         tmp_path, imap_account, caplog):
     missing = account_config(imap_account, tmp_path, name="missing")
     missing["url"] = missing["url"].replace("/INBOX", "/Nope")
-    bad_target = account_config(imap_account, tmp_path, name="badmove", after="move:Bad&Name")
+    bad_target = account_config(imap_account, tmp_path, name="badmove", after="move:Bad.Name")
     await call(imap_account.append, mail("Waits in the mailbox", message_id="waits@customer.example"))
     async with running_helpdesk(tmp_path, f"sqlite:///{tmp_path}/maild.db",
                                 imap=[missing, bad_target]) as desk:
@@ -385,7 +406,7 @@ async def test_a_missing_folder_or_an_impossible_move_target_is_an_error_not_a_l
         assert desk.tickets() == []                         # nothing imported, nothing lost
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any(e.startswith("imap missing: cannot select folder 'Nope': ") for e in errors)
-    assert any(e.startswith("imap badmove: cannot create folder 'Bad&Name': ") for e in errors)
+    assert any(e.startswith("imap badmove: cannot create folder 'Bad.Name': ") for e in errors)
     assert len(errors) == 2
     assert await call(imap_account.uids) != []
 

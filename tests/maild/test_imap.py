@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from maild import imap_utf7
 from maild.config import ImapAccount as ImapSettings
 from maild.envelope import Envelope
 from maild.imap import ImapAccount, _by_size, envelope_for
@@ -32,6 +33,27 @@ def test_fetches_are_split_by_size_with_a_big_message_alone(monkeypatch):
     monkeypatch.setattr("maild.imap.FETCH_MAX_BYTES", 100)
     sizes = {1: 40, 2: 40, 3: 40, 4: 500, 5: 10}
     assert _by_size([1, 2, 3, 4, 5], sizes) == [[1, 2], [3], [4], [5]]
+
+
+@pytest.mark.parametrize("name, wire", [
+    ("INBOX", "INBOX"), ("Support Mail", "Support Mail"), ("Bad&Name", "Bad&-Name"),
+    ("Geschäft", "Gesch&AOQ-ft"), ("Entwürfe/Ä", "Entw&APw-rfe/&AMQ-"), ("😀 x", "&2D3eAA- x"),
+    ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),      # RFC 3501 §5.1.3
+])
+def test_folder_names_go_to_the_server_in_modified_utf7(name, wire):
+    assert imap_utf7.encode(name) == wire
+    assert imap_utf7.decode(wire) == name
+
+
+@pytest.mark.parametrize("text", ["a&b", "&AOQ", "Geschäft", "&Jjo!", "&A-", "&2D0-"])
+def test_text_that_is_not_modified_utf7_is_refused(text):
+    with pytest.raises(ValueError, match="not modified UTF-7"):
+        imap_utf7.decode(text)
+
+
+def test_folder_names_in_a_server_reply_are_decoded_for_the_log():
+    assert imap_utf7.readable("NO Mailbox doesn't exist: Gesch&AOQ-ft (a&b, &x-)") == (
+        "NO Mailbox doesn't exist: Geschäft (a&b, &x-)")
 
 
 @pytest.mark.parametrize("header, mail_from", [
