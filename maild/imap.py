@@ -155,10 +155,7 @@ class ImapAccount:
         s = self.settings
         uidvalidity = await session.open()
         self._mark = await self._sync_progress(uidvalidity)
-        if not self._folder_ready:
-            if await session.ensure_folder(s.move_to):
-                log.info("imap %s: created folder %s for after: move", self.name, s.move_to)
-            self._folder_ready = True
+        await self._prepare_target(session)
         await self._act(session)                    # what a crash left spooled, not acted on
         while not stop.is_set():
             session.news = False
@@ -176,6 +173,22 @@ class ImapAccount:
                 await wait_first(stop, session.lost, timeout=s.poll_seconds)
                 if not stop.is_set():
                     await session.noop()
+
+    async def _prepare_target(self, session: ImapSession) -> None:
+        """For after: move, create the target folder if missing, and refuse (MailboxRefused)
+        a target the server resolves to the folder read: each message moved there would
+        come back under a new UID, be imported again and moved again, for ever."""
+        s = self.settings
+        if self._folder_ready:
+            return
+        if await session.ensure_folder(s.move_to):
+            log.info("imap %s: created folder %s for after: move", self.name, s.move_to)
+        target = await session.listed(s.move_to)
+        if target is not None and target == await session.listed(s.folder):
+            raise MailboxRefused(f"after: move:{s.move_to} is the folder read ({target}) on "
+                                 "this server: the mail would come back, and be imported and "
+                                 "moved again, for ever; name another folder")
+        self._folder_ready = True
 
     async def _sync_progress(self, uidvalidity: int) -> Progress:
         stored = await self.progress.load()

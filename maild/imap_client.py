@@ -41,6 +41,7 @@ _FETCH = re.compile(rb"\d+ FETCH \(", re.IGNORECASE)
 _UID = re.compile(rb"\bUID (\d+)", re.IGNORECASE)
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)", re.IGNORECASE)
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.IGNORECASE)
+_LISTED = re.compile(rb'^(?:LIST )?\([^)]*\) (?:NIL|"(?:[^"\\]|\\.)*") (.+)$', re.IGNORECASE)
 
 
 class ImapFailure(Exception):
@@ -312,6 +313,29 @@ class ImapSession:
         if status.result != "OK":
             raise MailboxRefused(f"cannot create folder {folder!r}: {_text(answer)}")
         return False
+
+    async def listed(self, folder: str) -> str | None:
+        """The name the server LISTs for `folder` (its own spelling: Dovecot answers INBOX
+        for inbox), None if there is no such folder. A name holding the LIST wildcards %
+        or * is taken as it is."""
+        if "%" in folder or "*" in folder:
+            return folder
+        answer = await self._ok(self.client.list('""', mailbox(folder)), "LIST")
+        lines = answer.lines[:-1]
+        for i, line in enumerate(lines):
+            if not isinstance(line, bytes) or not (found := _LISTED.match(line)):
+                continue
+            name = found[1]
+            if name.endswith(b"}") and i + 1 < len(lines):          # a literal {n}
+                name = bytes(lines[i + 1])
+            elif name.startswith(b'"'):
+                name = re.sub(rb'\\(.)', rb"\1", name[1:-1])
+            text = name.decode("ascii", "replace")
+            try:
+                return imap_utf7.decode(text)
+            except ValueError:
+                return text
+        return None
 
     async def noop(self) -> None:
         await self._ok(self.client.noop(), "NOOP")

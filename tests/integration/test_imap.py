@@ -24,8 +24,9 @@ from aioimaplib.aioimaplib import quoted
 import maild.daemon
 from maild.imap import ImapAccount
 from maild.imap_client import ImapSession
-from maild.spool import SpoolError
+from maild.spool import Spool, SpoolError
 from tests.integration.harness import SUPPORT, mail, running_helpdesk
+from tests.maild.test_imap import settings
 
 NAME = "support"
 SQLITE = "sqlite:///{}/maild.db"
@@ -409,6 +410,30 @@ async def test_a_missing_folder_or_an_impossible_move_target_is_an_error_not_a_l
     assert any(e.startswith("imap badmove: cannot create folder 'Bad.Name': ") for e in errors)
     assert len(errors) == 2
     assert await call(imap_account.uids) != []
+
+
+async def test_a_move_target_the_server_takes_for_the_folder_read_is_refused_not_looped(
+        tmp_path, imap_account, caplog):
+    """maild.yaml refuses move:inbox on INBOX; should a server still resolve the target to
+    the folder read (its own aliases, case rules), the account fails with an error instead
+    of moving each message back into the folder, importing and moving it again for ever."""
+    uid = await call(imap_account.append, mail("Once", message_id="once@customer.example"))
+    loops = settings(imap_account.port, name=NAME, user=imap_account.address,
+                     password=imap_account.password, after="move", move_to="inbox")
+    with Spool(tmp_path / "spool") as spool:
+        account = ImapAccount(loops, submit=spool.put_async, spool=spool)
+        stop = asyncio.Event()
+        task = asyncio.create_task(account.run(stop))
+        try:
+            await quiet_wait(lambda: account.state == "failed", 15)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+        assert spool.depth()["incoming"] == 0
+    assert await call(imap_account.uids) == [uid]           # left where it was
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.startswith(f"imap {NAME}: after: move:inbox is the folder read (INBOX) on "
+                            "this server")
 
 
 async def test_after_delete_expunges_exactly_the_imported_messages(tmp_path, imap_account):
