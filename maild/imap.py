@@ -10,7 +10,8 @@ poll and trust \\Seen miss mail another client read; maild goes by UID instead:
    §1.2, so no ticket is made twice.
 2. Finish what a crash interrupted: ``after`` for UIDs spooled but not yet acted on.
 3. Import (``fetching``): UIDs above the highest spooled, ``batch`` at a time (and at most
-   FETCH_MAX_BYTES of mail per FETCH), with BODY.PEEK[] so fetching marks nothing read.
+   FETCH_MAX_BYTES, 4 MiB by RFC822.SIZE, per FETCH, a bigger message alone), with
+   BODY.PEEK[] so fetching marks nothing read.
    Each message goes through `Daemon.submit` like LMTP mail, with its progress update in
    the same spool transaction, so "spooled" and "progress advanced" can never disagree
    and a kill between spooling and flagging duplicates nothing (the progress lives in
@@ -22,7 +23,9 @@ poll and trust \\Seen miss mail another client read; maild goes by UID instead:
    poll_seconds (``polling``). An EXISTS the server sent during step 3 (which aioimaplib
    drops, and the server won't repeat in IDLE) sends us back to 3 at once.
 
-Every network wait is bounded (maild/imap_client.py). A dropped connection or a timeout
+Every network wait is bounded (maild/imap_client.py): by the server's silence, not by
+the length of the answer, so a slow but steady link imports a backlog at its own pace
+while a stalled one is noticed after ``timeout_seconds``. A dropped connection or a timeout
 closes the session (``reconnecting``) and retries after min(300 s, 1 s * 2**n), times a
 random 0.5-1.5; n counts failures since the last good session. A refused login
 (``failed_auth``) or a folder that cannot be selected or created (``failed``) is logged
@@ -61,7 +64,7 @@ STATES = ("connecting", "idle", "polling", "fetching", "reconnecting", "failed_a
           "failed", "stopped")
 BACKOFF_BASE, BACKOFF_MAX = 1.0, 300.0     # seconds: reconnect after a failure
 AUTH_RETRY_SECONDS = 300.0                 # a refused login or folder: retry this slowly
-FETCH_MAX_BYTES = 32 * 1024 * 1024         # mail held in memory per FETCH (one at least)
+FETCH_MAX_BYTES = 4 * 1024 * 1024          # mail per FETCH by RFC822.SIZE (one at least)
 _RETURN_PATH = re.compile(rb"^return-path:[ \t]*<([^>\r\n]*)>", re.IGNORECASE | re.MULTILINE)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]*>)", re.IGNORECASE | re.MULTILINE)
 _FLAG = {"seen": r"\Seen", "delete": r"\Deleted"}

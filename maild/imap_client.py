@@ -4,8 +4,13 @@ aioimaplib never fails a command whose connection drops: ``idle_start()`` and an
 wait can hang for ever (aioimaplib issue #110). So every call here goes through
 `ImapSession.bounded`, which returns the answer, or raises `ConnectionLost` as soon as
 the transport reports the drop (``conn_lost_cb``) or the server says BYE, or
-`ImapTimeout` after ``timeout_seconds``. Any such failure ends the session: the caller
-closes it and reconnects, since a command cut short leaves aioimaplib's state unusable.
+`ImapTimeout` once the server has sent nothing for ``timeout_seconds``. That bound is on
+silence, not on the whole answer: every byte received (the protocol's ``data_received``)
+starts it again, so a FETCH of megabytes over a slow but steady link completes, however
+long it takes, while a stalled one is noticed after ``timeout_seconds``. (aioimaplib's
+own timers are switched off: they bound most commands as a whole.) Only the wait for
+an IDLE push has a total bound. Any failure ends the session: the caller closes it and
+reconnects, since a command cut short leaves aioimaplib's state unusable.
 
 Folder names go to the server in modified UTF-7 (RFC 3501 §5.1.3, maild/imap_utf7.py) in
 every command that names one (SELECT, CREATE, STATUS, UID MOVE, UID COPY); the names in a
@@ -33,7 +38,7 @@ from maild.config import ImapAccount as ImapSettings
 log = logging.getLogger(__name__)
 
 STOPPED = object()                       # `bounded` saw the stop event first
-NO_TIMER = 10 * 365 * 86400.0            # aioimaplib's own IDLE timer: off, we time IDLE
+NO_TIMER = 10 * 365 * 86400.0            # aioimaplib's own timers: off, `bounded` times all
 _SECRETS: set[str] = set()
 _NEW_MAIL = re.compile(rb"\d+ (EXISTS|RECENT)\b", re.IGNORECASE)
 _EXISTS = re.compile(rb"\* \d+ EXISTS\b", re.IGNORECASE)
@@ -149,6 +154,7 @@ class ImapSession:
         self.client: aioimaplib.IMAP4 | None = None
         self.uidvalidity = 0
         self.news = False                         # an EXISTS came: look before idling
+        self.heard = 0.0                          # loop time the server last sent anything
 
     def has(self, capability: str) -> bool:
         return self.client is not None and self.client.has_capability(capability)
@@ -160,11 +166,12 @@ class ImapSession:
             context = ssl.create_default_context()
             if not s.tls_verify:
                 context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-            client = aioimaplib.IMAP4_SSL(s.host, s.port, timeout=self.timeout,
+            client = aioimaplib.IMAP4_SSL(s.host, s.port, timeout=NO_TIMER,
                                           ssl_context=context)
         else:
-            client = aioimaplib.IMAP4(s.host, s.port, timeout=self.timeout)
+            client = aioimaplib.IMAP4(s.host, s.port, timeout=NO_TIMER)
         client.protocol.conn_lost_cb = lambda exc: self.lost.set()
+        self._watch_data(client.protocol)
         self._watch_exists(client.protocol)
         self.client = client
         await self._opening(client.wait_hello_from_server(), "connect")
@@ -181,6 +188,15 @@ class ImapSession:
             raise CommandRefused(f"SELECT {s.folder!r} gave no UIDVALIDITY")
         self.uidvalidity = int(found[1])
         return self.uidvalidity
+
+    def _watch_data(self, protocol) -> None:
+        """Note when the server last sent anything: `bounded` waits on silence."""
+        receive, loop = protocol.data_received, asyncio.get_running_loop()
+
+        def data_received(data: bytes) -> None:
+            self.heard = loop.time()
+            receive(data)
+        protocol.data_received = data_received
 
     def _watch_exists(self, protocol) -> None:
         """Set `news` on any untagged EXISTS. aioimaplib drops those that come outside
@@ -203,16 +219,25 @@ class ImapSession:
     async def bounded(self, awaitable: Awaitable, what: str, *, timeout: float | None = None,
                       stop: asyncio.Event | None = None):
         """`awaitable`'s result; ConnectionLost at once when the connection drops,
-        ImapTimeout after `timeout` (default timeout_seconds); STOPPED if `stop` is set
-        first. Every exception raised is an ImapFailure with a scrubbed message."""
+        ImapTimeout once the server has sent nothing for timeout_seconds (or, given
+        `timeout`, after that many seconds in all); STOPPED if `stop` is set first.
+        Every exception raised is an ImapFailure with a scrubbed message."""
         task = asyncio.ensure_future(awaitable)
         watchers = [asyncio.ensure_future(self.lost.wait())]
         if stop is not None:
             watchers.append(asyncio.ensure_future(stop.wait()))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         limit = self.timeout if timeout is None else timeout
         try:
-            done, _ = await asyncio.wait({task, *watchers}, timeout=limit,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done = set()
+            while not done:
+                since = start if timeout is not None else max(start, self.heard)
+                left = since + limit - loop.time()
+                if left <= 0:
+                    break
+                done, _ = await asyncio.wait({task, *watchers}, timeout=left,
+                                             return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             task.cancel()
             raise
@@ -237,6 +262,8 @@ class ImapSession:
             return STOPPED
         if self.lost.is_set():
             raise ConnectionLost(f"{what}: the server closed the connection")
+        if timeout is None and self.heard > start:
+            raise ImapTimeout(f"{what}: the answer stalled, nothing for {limit:g}s")
         raise ImapTimeout(f"{what}: no answer within {limit:g}s")
 
     async def _ok(self, awaitable: Awaitable, what: str):

@@ -362,6 +362,65 @@ async def test_a_drain_finishes_the_batch_in_hand_and_the_next_start_goes_on(
     assert inbound_message_ids() == sorted(ids)
 
 
+class ThrottlingProxy:
+    """A TCP proxy that passes the server's bytes on at `rate` bytes/s in small steady
+    chunks: a slow link, but never silent for more than a tenth of a second."""
+
+    def __init__(self, target_port: int, rate: int):
+        self.target_port, self.rate = target_port, rate
+        self.tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, c_reader, c_writer):
+        s_reader, s_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(reader, writer, slow):
+            try:
+                while data := await reader.read(self.rate // 10 if slow else 65536):
+                    writer.write(data)
+                    await writer.drain()
+                    if slow:
+                        await asyncio.sleep(0.1)
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+        self.tasks.add(asyncio.current_task())
+        await asyncio.gather(pipe(c_reader, s_writer, False), pipe(s_reader, c_writer, True))
+
+    async def close(self):
+        self.server.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def test_a_slow_but_steady_link_imports_a_backlog(tmp_path, imap_account, caplog):
+    """timeout_seconds bounds the server's silence, not a whole answer: 1.2 MB of mail at
+    300 KB/s needs 4 s, twice timeout_seconds, and comes in all the same (the default 30 s
+    once stood for a whole FETCH of up to 32 MiB: nothing below 1.1 MB/s imported)."""
+    body = ("x" * 76 + "\r\n") * 780
+    await call(imap_account.append_many, [mail(f"Big {n}", body, message_id=f"big{n}@c.example")
+                                          for n in range(20)])
+    proxy = ThrottlingProxy(imap_account.port, rate=300_000)
+    port = await proxy.start()
+    config = account_config(imap_account, tmp_path, timeout_seconds=2)
+    config["url"] = config["url"].replace(f":{imap_account.port}/", f":{port}/")
+    try:
+        async with running_helpdesk(tmp_path, SQLITE.format(tmp_path), imap=[config],
+                                    limits="{max_message_size: 1000000, auto_replies_per_hour: 3}"
+                                    ) as desk:
+            await desk.wait_for(lambda: (progress(desk) or (0, 0, 0))[1] == 20, timeout=60)
+            await desk.wait_for(lambda: len(desk.tickets()) == 20, timeout=60)
+    finally:
+        await proxy.close()
+    assert inbound_message_ids() == sorted(f"big{n}@c.example" for n in range(20))
+    assert not [r for r in caplog.records if "reconnecting" in r.getMessage()]   # one session
+
+
 # --- credentials ----------------------------------------------------------------------------
 
 async def test_credentials_never_appear_in_logs_even_at_debug(
