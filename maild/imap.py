@@ -3,11 +3,13 @@
 For sites that give maild a mailbox instead of pointing their MTA at it. Help desks that
 poll and trust \\Seen miss mail another client read; maild goes by UID instead:
 
-1. Connect, log in, select the folder (states ``connecting``). Its UIDVALIDITY is compared
-   with the one stored in the spool (maild/imap_progress.py): a change means the server
-   renumbered the folder, so a WARNING, progress back to 0 and the whole folder imported
-   again; processing de-duplicates by Message-ID (or the sha256 of the bytes), DESIGN
-   §1.2, so no ticket is made twice.
+1. Connect, log in, select the folder (states ``connecting``). Its UIDVALIDITY, and the
+   mailbox (host, port, user), are compared with those stored in the spool
+   (maild/imap_progress.py): another UIDVALIDITY means the server renumbered the folder,
+   another mailbox that the account was repointed (UIDVALIDITY alone can't tell: it is
+   unique per server and folder only); either way a WARNING, progress back to 0 and the
+   whole folder imported again; processing de-duplicates by Message-ID (or the sha256 of
+   the bytes), DESIGN §1.2, so no ticket is made twice.
 2. Finish what a crash interrupted: ``after`` for UIDs spooled but not yet acted on.
 3. Import (``fetching``): UIDs above the highest spooled, ``batch`` at a time (and at most
    FETCH_MAX_BYTES, 4 MiB by RFC822.SIZE, per FETCH, a bigger message alone), with
@@ -55,7 +57,7 @@ from maild.imap_client import (
     scrub,
     uid_set,
 )
-from maild.imap_progress import ImapProgress, Progress
+from maild.imap_progress import ImapProgress, Mailbox, Progress
 from maild.spool import Spool, SpoolError
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,8 @@ class ImapAccount:
         self.settings = settings
         self.name = settings.name
         self.state = "connecting"
-        self.progress = ImapProgress(spool, settings.name, settings.folder)
+        self.mailbox = Mailbox(settings.host.lower(), settings.port, settings.user)
+        self.progress = ImapProgress(spool, settings.name, settings.folder, self.mailbox)
         self._submit = submit
         self._accepts = accepts
         self._jitter = jitter
@@ -198,6 +201,16 @@ class ImapAccount:
         if stored is None:
             log.info("%s: first session (UIDVALIDITY %d): importing what the folder holds",
                      self._where, uidvalidity)
+            return await self.progress.reset(uidvalidity)
+        if stored.mailbox is None:                  # a spool from before it was stored
+            log.info("%s: progress recorded without its mailbox: now %s's", self._where,
+                     self.mailbox)
+            await self.progress.adopt()
+        elif stored.mailbox != self.mailbox:
+            log.warning("%s: the account now reads %s, its progress was %s's: importing the "
+                        "whole folder (messages already imported are recognised by "
+                        "Message-ID, no ticket is made twice)", self._where, self.mailbox,
+                        stored.mailbox)
             return await self.progress.reset(uidvalidity)
         if stored.uidvalidity != uidvalidity:
             log.warning("%s: UIDVALIDITY changed from %d to %d: the server renumbered the "

@@ -306,6 +306,34 @@ async def test_a_uidvalidity_change_reimports_the_folder_without_duplicate_ticke
     assert warnings and f"imap {NAME} INBOX" in warnings[0]
 
 
+async def test_an_account_pointed_at_another_mailbox_imports_all_of_its_mail(
+        tmp_path, dovecot_server, caplog):
+    """A migration: account `support` now reads another user's INBOX, whose UIDVALIDITY
+    happens to be the old one's (servers with small constant UIDVALIDITYs; Dovecot's is the
+    creation second). Its UIDs 1-3 are below the old mailbox's last_uid, imported all the
+    same, and the old mail is not made into tickets again."""
+    old = dovecot_server.add_user(f"old{secrets.token_hex(4)}@helpdesk.test", "pw-old-1234")
+    new = dovecot_server.add_user(f"new{secrets.token_hex(4)}@helpdesk.test", "pw-new-1234")
+    await call(old.append_many, [mail(f"Old {n}", message_id=f"old{n}@customer.example")
+                                 for n in range(4)])
+    await call(new.append_many, [mail(f"New {n}", message_id=f"new{n}@customer.example")
+                                 for n in range(3)])
+    await call(new.set_uidvalidity, await call(old.uidvalidity))
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path),
+                                imap=[account_config(old, tmp_path)]) as desk:
+        await desk.wait_for(lambda: ticket_count() == 4)
+        await desk.wait_for(lambda: progress(desk)[1] == 4)
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path),
+                                imap=[account_config(new, tmp_path)]) as desk:
+        await desk.wait_for(lambda: ticket_count() == 7)
+        await desk.wait_for(lambda: progress(desk)[1] == 3)
+        await desk.settle()
+        assert ticket_count() == 7
+    assert len(inbound_message_ids()) == 7
+    assert any(f"the account now reads {new.address} at 127.0.0.1:{new.port}" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
+
+
 # --- the backlog ----------------------------------------------------------------------------
 
 @pytest.mark.slow

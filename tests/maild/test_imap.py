@@ -14,7 +14,7 @@ from maild.config import ImapAccount as ImapSettings
 from maild.envelope import Envelope
 from maild.imap import ImapAccount, _by_size, envelope_for
 from maild.imap_client import SecretFilter, guard_credentials, scrub, uid_set
-from maild.imap_progress import ImapProgress
+from maild.imap_progress import ImapProgress, Mailbox, Progress
 from maild.spool import Spool, SpoolError
 
 PASSWORD = "pw-Fake-Secret"
@@ -98,7 +98,7 @@ def test_passwords_are_scrubbed_from_any_record(caplog):
 def test_a_message_and_its_progress_are_committed_together_or_not_at_all(tmp_path):
     async def main():
         with Spool(tmp_path / "spool") as spool:
-            progress = ImapProgress(spool, "support", "INBOX")
+            progress = ImapProgress(spool, "support", "INBOX", Mailbox("127.0.0.1", 143, "desk"))
             await progress.reset(7)
             envelope = Envelope(None, ("support@example.com",), "imap", "support")
             await spool.put_async(b"one", envelope, also=progress.advance(7, 0, 1))
@@ -113,9 +113,39 @@ def test_a_message_and_its_progress_are_committed_together_or_not_at_all(tmp_pat
             assert spool.depth()["incoming"] == 2               # one and three, not two
             await progress.acted(7, 5)                          # beyond last_uid: refused
             await progress.acted(7, 1)
-            assert await progress.load() == type(await progress.load())(7, 1, 1)
+            assert await progress.load() == Progress(7, 1, 1, progress.mailbox)
             assert spool.read("SELECT count(*) FROM imap_progress") == [(1,)]
     asyncio.run(main())
+
+
+def test_progress_from_an_older_spool_is_kept_and_a_repointed_account_starts_over(
+        tmp_path, caplog):
+    """UIDVALIDITY is unique per server and folder only: the progress row names the mailbox
+    too. A row an older maild wrote (no mailbox) is kept by the account that reads it next;
+    the same account pointed at another mailbox imports all of that one's mail."""
+    def older_maild(conn):
+        conn.execute("CREATE TABLE imap_progress (account TEXT NOT NULL, folder TEXT NOT NULL,"
+                     " uidvalidity INTEGER NOT NULL, last_uid INTEGER NOT NULL,"
+                     " acted_uid INTEGER NOT NULL, PRIMARY KEY (account, folder))")
+        conn.execute("INSERT INTO imap_progress VALUES ('fake', 'INBOX', 7, 5, 5)")
+
+    async def main():
+        with Spool(tmp_path / "spool") as spool:
+            await asyncio.wrap_future(spool.transaction(older_maild))
+            upgraded = ImapAccount(settings(143), submit=spool.put_async, spool=spool)
+            assert await upgraded._sync_progress(7) == Progress(7, 5, 5)
+            assert await upgraded.progress.load() == Progress(7, 5, 5, upgraded.mailbox)
+            assert await upgraded._sync_progress(7) == Progress(7, 5, 5, upgraded.mailbox)
+            repointed = ImapAccount(settings(143, host="IMAP.Other.example", user="desk2"),
+                                    submit=spool.put_async, spool=spool)
+            assert await repointed._sync_progress(7) == Progress(7, 0, 0, repointed.mailbox)
+            assert spool.read("SELECT host, port, user, last_uid FROM imap_progress") == [
+                ("imap.other.example", 143, "desk2", 0)]
+    asyncio.run(main())
+    assert warnings(caplog) == [
+        "imap fake INBOX: the account now reads desk2 at imap.other.example:143, its progress "
+        "was desk at 127.0.0.1:143's: importing the whole folder (messages already imported "
+        "are recognised by Message-ID, no ticket is made twice)"]
 
 
 # --- a scripted server ------------------------------------------------------------------------
