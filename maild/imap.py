@@ -10,7 +10,9 @@ poll and trust \\Seen miss mail another client read; maild goes by UID instead:
    unique per server and folder only); either way a WARNING, progress back to 0 and the
    whole folder imported again; processing de-duplicates by Message-ID (or the sha256 of
    the bytes), DESIGN §1.2, so no ticket is made twice.
-2. Finish what a crash interrupted: ``after`` for UIDs spooled but not yet acted on.
+2. Finish what a crash interrupted: ``after`` for UIDs spooled but not yet acted on. The
+   same at the end of every pass (step 3), new mail or not: an ``after`` the server
+   refused is retried, and a move target deleted while maild runs is created again.
 3. Import (``fetching``): UIDs above the highest spooled, ``batch`` at a time (and at most
    FETCH_MAX_BYTES, 4 MiB by RFC822.SIZE, per FETCH, a bigger message alone), with
    BODY.PEEK[] so fetching marks nothing read.
@@ -166,6 +168,7 @@ class ImapAccount:
         while not stop.is_set():
             session.news = False
             await self._import(session, stop)
+            await self._act(session)                # what an earlier pass failed to act on
             self._failures = 0                      # a good session: the back-off starts over
             if stop.is_set():
                 return
@@ -262,6 +265,7 @@ class ImapAccount:
         mark, s = self._mark, self.settings
         if mark.last_uid <= mark.acted_uid:
             return
+        await self._prepare_target(session)         # again if a MOVE found it gone
         uids = await session.search(mark.acted_uid + 1, mark.last_uid) if s.after != "keep" else []
         try:
             for start in range(0, len(uids), s.batch):

@@ -278,6 +278,29 @@ async def test_folders_named_outside_ascii_are_read_and_moved_to(tmp_path, imap_
     assert "imap support: created folder Erledigt/Geschäft for after: move" in caplog.text
 
 
+async def test_a_move_target_deleted_while_maild_runs_is_created_again(tmp_path, imap_account,
+                                                                        caplog):
+    """Someone deletes Processed while maild IDLEs; the next message's MOVE is refused.
+    The move is retried on the next pass, though no more mail comes, with Processed
+    created again: nothing stays behind in INBOX."""
+    await call(imap_account.append, mail("First", message_id="first@customer.example"))
+    config = account_config(imap_account, tmp_path, after="move:Processed", poll_seconds=1)
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path), imap=[config]) as desk:
+        await desk.wait_for(lambda: (progress(desk) or (0, 0, 0))[2] == 1)
+        await state(desk, "idle")
+
+        def delete_processed():
+            with imap_account.imap() as conn:
+                assert conn.delete('"Processed"')[0] == "OK"
+        await call(delete_processed)
+        uid = await call(imap_account.append, mail("Second", message_id="second@customer.example"))
+        await desk.wait_for(lambda: progress(desk)[1:] == (uid, uid), timeout=15)
+    assert await call(imap_account.uids) == []
+    assert await call(message_ids_in, imap_account, "Processed") == ["<second@customer.example>"]
+    [refused] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "after: move on UIDs 2:2 failed, retried on the next pass" in refused
+
+
 # --- UIDVALIDITY -------------------------------------------------------------------------
 
 async def test_a_uidvalidity_change_reimports_the_folder_without_duplicate_tickets(
