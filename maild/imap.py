@@ -31,9 +31,13 @@ Every network wait is bounded (maild/imap_client.py): by the server's silence, n
 the length of the answer, so a slow but steady link imports a backlog at its own pace
 while a stalled one is noticed after ``timeout_seconds``. A dropped connection or a timeout
 closes the session (``reconnecting``) and retries after min(300 s, 1 s * 2**n), times a
-random 0.5-1.5; n counts failures since the last good session. A refused login
-(``failed_auth``) or a folder that cannot be selected or created (``failed``) is logged
-as an error and retried every AUTH_RETRY_SECONDS. A stop (drain) ends IDLE, finishes the
+random 0.5-1.5; n counts failures since the last good session: one that completed an
+import and a wait (IDLE or poll), or stayed up STABLE_SECONDS. (A session that always
+fails right after its import, say at IDLE, backs off like one that fails to connect.) A
+server that advertises IDLE but refuses it (NO, e.g. a limit on IDLE sessions) is polled
+for the rest of the session, with a WARNING. A refused login (``failed_auth``) or a
+folder that cannot be selected or created (``failed``) is logged as an error and retried
+every AUTH_RETRY_SECONDS. A stop (drain) ends IDLE, finishes the
 batch in hand and logs out: every message is either durably spooled or not acted on.
 """
 from __future__ import annotations
@@ -42,6 +46,7 @@ import asyncio
 import logging
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 from maild.aio import wait_first
@@ -49,6 +54,7 @@ from maild.config import ImapAccount as ImapSettings
 from maild.envelope import Envelope
 from maild.imap_client import (
     CommandRefused,
+    IdleRefused,
     ImapFailure,
     ImapSession,
     LoginRefused,
@@ -68,6 +74,7 @@ STATES = ("connecting", "idle", "polling", "fetching", "reconnecting", "failed_a
           "failed", "stopped")
 BACKOFF_BASE, BACKOFF_MAX = 1.0, 300.0     # seconds: reconnect after a failure
 AUTH_RETRY_SECONDS = 300.0                 # a refused login or folder: retry this slowly
+STABLE_SECONDS = 60.0                      # a session up this long was a good one
 FETCH_MAX_BYTES = 4 * 1024 * 1024          # mail per FETCH by RFC822.SIZE (one at least)
 _RETURN_PATH = re.compile(rb"^return-path:[ \t]*<([^>\r\n]*)>", re.IGNORECASE | re.MULTILINE)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]*>)", re.IGNORECASE | re.MULTILINE)
@@ -94,7 +101,8 @@ class ImapAccount:
 
     def __init__(self, settings: ImapSettings, *, submit: Submit, spool: Spool,
                  accepts: Callable[[str], bool] | None = None,
-                 jitter: Callable[[], float] = random.random):
+                 jitter: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.monotonic):
         guard_credentials(settings.password)
         self.settings = settings
         self.name = settings.name
@@ -104,6 +112,7 @@ class ImapAccount:
         self._submit = submit
         self._accepts = accepts
         self._jitter = jitter
+        self._clock = clock
         self._failures = 0
         self._folder_ready = settings.move_to is None
         self._where = f"imap {settings.name} {settings.folder}"
@@ -124,6 +133,7 @@ class ImapAccount:
         while not stop.is_set():
             session, delay = ImapSession(s, stop), 0.0
             self._set_state("connecting")
+            started = self._clock()
             try:
                 await self._session(session, stop)
             except Stopping:
@@ -137,18 +147,21 @@ class ImapAccount:
                 delay = AUTH_RETRY_SECONDS * (0.5 + self._jitter())
                 log.error("imap %s: %s; retrying in %.0fs", self.name, describe(exc), delay)
             except (ImapFailure, SpoolError) as exc:
-                delay = self._reconnecting(describe(exc))
+                delay = self._reconnecting(describe(exc), self._clock() - started)
             except Exception as exc:
                 log.exception("imap %s: session failed", self.name)
-                delay = self._reconnecting(describe(exc))
+                delay = self._reconnecting(describe(exc), self._clock() - started)
             finally:
                 await session.close(logout=stop.is_set())
             if delay:
                 await wait_first(stop, timeout=delay)
         self._set_state("stopped")
 
-    def _reconnecting(self, reason: str) -> float:
+    def _reconnecting(self, reason: str, lasted: float = 0.0) -> float:
+        """The delay before the next session, after one that failed `lasted` seconds in."""
         self._set_state("reconnecting")
+        if lasted >= STABLE_SECONDS:
+            self._failures = 0
         delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(self._failures, 16)) * (0.5 + self._jitter())
         self._failures += 1
         log.warning("imap %s: %s; reconnecting in %.1fs", self.name, reason, delay)
@@ -165,23 +178,30 @@ class ImapAccount:
         self._mark = await self._sync_progress(uidvalidity)
         await self._prepare_target(session)
         await self._act(session)                    # what a crash left spooled, not acted on
+        idle_refused = False
         while not stop.is_set():
             session.news = False
             await self._import(session, stop)
             await self._act(session)                # what an earlier pass failed to act on
-            self._failures = 0                      # a good session: the back-off starts over
             if stop.is_set():
                 return
             if session.news:                        # mail came during the pass: look again
                 continue
-            if session.has("IDLE"):
+            if session.has("IDLE") and not idle_refused:
                 self._set_state("idle")
-                await session.idle(min(s.poll_seconds, s.idle_seconds), stop)
+                try:
+                    await session.idle(min(s.poll_seconds, s.idle_seconds), stop)
+                except IdleRefused as exc:
+                    idle_refused = True
+                    log.warning("imap %s: %s: polling every %ds instead", self.name,
+                                describe(exc), s.poll_seconds)
+                    continue
             else:
                 self._set_state("polling")
                 await wait_first(stop, session.lost, timeout=s.poll_seconds)
                 if not stop.is_set():
                     await session.noop()
+            self._failures = 0              # import and wait done: the back-off starts over
 
     async def _prepare_target(self, session: ImapSession) -> None:
         """For after: move, create the target folder if missing, and refuse (MailboxRefused)

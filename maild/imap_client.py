@@ -69,6 +69,10 @@ class CommandRefused(ImapFailure):
     """The server answered NO or BAD."""
 
 
+class IdleRefused(CommandRefused):
+    """The server advertises IDLE but answered NO to it: poll instead."""
+
+
 class LoginRefused(CommandRefused):
     """Wrong user or password (or the account is locked): retry slowly, never tight."""
 
@@ -372,7 +376,7 @@ class ImapSession:
         client, loop = self.client, asyncio.get_running_loop()
         while not client.protocol.idle_queue.empty():       # left from an earlier IDLE
             client.protocol.idle_queue.get_nowait()
-        command = await self.bounded(client.idle_start(timeout=NO_TIMER), "IDLE")
+        command = await self.bounded(self._idle_start(), "IDLE")
         deadline, news = loop.time() + seconds, False
         while not news and (left := deadline - loop.time()) > 0:
             push = await self.bounded(self._push(left), "IDLE", timeout=left + self.timeout,
@@ -388,6 +392,14 @@ class ImapSession:
             client.idle_done()
         await self.bounded(command, "IDLE DONE")
         return news
+
+    async def _idle_start(self):
+        try:
+            return await self.client.idle_start(timeout=NO_TIMER)
+        except aioimaplib.Abort as exc:
+            if "returned error to IDLE" not in str(exc):   # aioimaplib's words for NO/BAD
+                raise
+            raise IdleRefused("the server refused IDLE") from None
 
     async def _push(self, seconds: float):
         try:

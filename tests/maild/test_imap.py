@@ -12,7 +12,7 @@ import pytest
 from maild import imap_utf7
 from maild.config import ImapAccount as ImapSettings
 from maild.envelope import Envelope
-from maild.imap import ImapAccount, _by_size, envelope_for
+from maild.imap import STABLE_SECONDS, ImapAccount, _by_size, envelope_for
 from maild.imap_client import SecretFilter, guard_credentials, scrub, uid_set
 from maild.imap_progress import ImapProgress, Mailbox, Progress
 from maild.spool import Spool, SpoolError
@@ -76,6 +76,7 @@ def test_backoff_doubles_to_five_minutes_with_jitter(tmp_path):
             1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
         account._jitter = lambda: 0.0
         assert account._reconnecting("x") == 150              # * 0.5 .. * 1.5
+        assert account._reconnecting("x", STABLE_SECONDS) == 0.5   # it had been up a while
 
 
 def test_passwords_are_scrubbed_from_any_record(caplog):
@@ -193,7 +194,9 @@ class FakeImap:
                                  f"{tag} OK Search completed\r\n".encode())
                 elif command == "IDLE":
                     idle_tag = tag
-                    if self.idle == "hang":
+                    if self.idle == "refuse":
+                        writer.write(f"{tag} NO [LIMIT] Too many IDLE sessions\r\n".encode())
+                    elif self.idle == "hang":
                         continue                    # never "+ idling"
                     writer.write(b"+ idling\r\n")
                     if self.idle == "drop":
@@ -253,6 +256,24 @@ async def test_a_connection_dropped_mid_idle_is_noticed_at_once(tmp_path, caplog
     await serving(fake, tmp_path, caplog, lambda account: fake.connections >= 2,
                   timeout_seconds=60)                       # so not noticed by a timeout
     assert "imap fake: IDLE: the server closed the connection; reconnecting in 0.5s" in warnings(caplog)
+
+
+async def test_backoff_grows_when_every_session_fails_after_its_import(tmp_path, caplog):
+    """A session that imports, then fails at IDLE (a middlebox that drops it, say) was no
+    good session: the next one waits twice as long, not 0.5 s for ever."""
+    fake = FakeImap(idle="drop")
+    await serving(fake, tmp_path, caplog, lambda account: fake.connections >= 4,
+                  timeout_seconds=60)
+    delays = [w.rpartition("reconnecting in ")[2] for w in warnings(caplog)]
+    assert delays[:3] == ["0.5s", "1.0s", "2.0s"]
+
+
+async def test_a_server_that_refuses_idle_is_polled(tmp_path, caplog):
+    """It advertises IDLE but answers NO (a limit on IDLE sessions): poll, don't reconnect."""
+    fake = FakeImap(idle="refuse")
+    account = await serving(fake, tmp_path, caplog, lambda account: account.state == "polling")
+    assert fake.connections == 1 and account.state == "stopped"
+    assert warnings(caplog) == ["imap fake: the server refused IDLE: polling every 300s instead"]
 
 
 async def test_a_refused_login_is_failed_auth_and_retried_slowly(tmp_path, caplog):
