@@ -27,6 +27,14 @@ poll and trust \\Seen miss mail another client read; maild goes by UID instead:
    poll_seconds (``polling``). An EXISTS the server sent during step 3 (which aioimaplib
    drops, and the server won't repeat in IDLE) sends us back to 3 at once.
 
+Servers without MOVE or UIDPLUS (RFC 6851, RFC 4315). Without MOVE, ``move`` is UID COPY,
+then \\Deleted, then UID EXPUNGE; a crash after the COPY and before ``acted_uid`` is
+recorded copies those messages again on restart, so the target folder may hold a message
+twice (the tickets never do: processing de-duplicates). Without UIDPLUS nothing is
+expunged: ``delete`` (and ``move`` without MOVE) leave the messages flagged \\Deleted,
+with a WARNING at start, because a plain EXPUNGE also removes what another client flagged
+\\Deleted, perhaps before maild imported it.
+
 Every network wait is bounded (maild/imap_client.py): by the server's silence, not by
 the length of the answer, so a slow but steady link imports a backlog at its own pace
 while a stalled one is noticed after ``timeout_seconds``. A dropped connection or a timeout
@@ -114,6 +122,7 @@ class ImapAccount:
         self._jitter = jitter
         self._clock = clock
         self._failures = 0
+        self._warned = False                # about a server without UIDPLUS
         self._folder_ready = settings.move_to is None
         self._where = f"imap {settings.name} {settings.folder}"
         self._mark = Progress(0)
@@ -175,6 +184,7 @@ class ImapAccount:
     async def _session(self, session: ImapSession, stop: asyncio.Event) -> None:
         s = self.settings
         uidvalidity = await session.open()
+        self._warn_without_uidplus(session)
         self._mark = await self._sync_progress(uidvalidity)
         await self._prepare_target(session)
         await self._act(session)                    # what a crash left spooled, not acted on
@@ -202,6 +212,18 @@ class ImapAccount:
                 if not stop.is_set():
                     await session.noop()
             self._failures = 0              # import and wait done: the back-off starts over
+
+    def _warn_without_uidplus(self, session: ImapSession) -> None:
+        s = self.settings
+        if self._warned or session.has("UIDPLUS") or not (
+                s.after == "delete" or s.after == "move" and not session.has("MOVE")):
+            return
+        self._warned = True
+        log.warning("imap %s: the server has no UIDPLUS: after: %s leaves each message "
+                    "flagged \\Deleted in %s, not expunged (a plain EXPUNGE would also remove "
+                    "mail other clients flagged \\Deleted, maybe before maild imported it); "
+                    "the server's or a client's expunge removes them", self.name, s.after,
+                    s.folder)
 
     async def _prepare_target(self, session: ImapSession) -> None:
         """For after: move, create the target folder if missing, and refuse (MailboxRefused)

@@ -319,14 +319,14 @@ class ImapSession:
                        f"UID STORE {flag}")
 
     async def expunge(self, uids: str) -> None:
-        """UID EXPUNGE with UIDPLUS; else EXPUNGE (every \\Deleted message of the folder)."""
+        """UID EXPUNGE `uids` with UIDPLUS; without it nothing: a plain EXPUNGE removes
+        every \\Deleted message of the folder, those another client flagged (and that
+        maild may not have imported yet) too. They stay, flagged \\Deleted."""
         if self.has("UIDPLUS"):
             await self._ok(self.client.uid("expunge", uids), "UID EXPUNGE")
-        else:
-            await self._ok(self.client.expunge(), "EXPUNGE")
 
     async def move(self, uids: str, folder: str) -> None:
-        """UID MOVE where the server has MOVE, else COPY, \\Deleted and expunge."""
+        """UID MOVE where the server has MOVE, else COPY, \\Deleted and `expunge`."""
         if self.has("MOVE"):
             await self._ok(self.client.uid("move", uids, mailbox(folder)), "UID MOVE")
             return

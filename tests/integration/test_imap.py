@@ -502,6 +502,29 @@ async def test_credentials_never_appear_in_logs_even_at_debug(
     assert sum("refused" in e for e in errors) == 1     # retried slowly, not in a tight loop
 
 
+async def test_without_uidplus_after_delete_never_expunges_mail_it_has_not_imported(
+        tmp_path, imap_account, monkeypatch, caplog):
+    """A plain EXPUNGE removes every \\Deleted message of the folder. Another client has
+    flagged the second message \\Deleted; maild, one message a batch, must not expunge it
+    with the first before it is imported. Without UIDPLUS maild only flags, and says so."""
+    has = ImapSession.has
+    monkeypatch.setattr(ImapSession, "has", lambda self, cap: cap != "UIDPLUS" and has(self, cap))
+    first = await call(imap_account.append, mail("First", message_id="first@customer.example"))
+    second = await call(imap_account.append, mail("Flagged elsewhere",
+                                                  message_id="flagged@customer.example"),
+                        flags=("\\Deleted",))
+    config = account_config(imap_account, tmp_path, after="delete", batch=1)
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path), imap=[config]) as desk:
+        await desk.wait_for(lambda: (progress(desk) or (0, 0, 0))[1:] == (second, second))
+        await desk.wait_for(lambda: len(desk.tickets()) == 2)
+    assert inbound_message_ids() == ["first@customer.example", "flagged@customer.example"]
+    assert await call(imap_account.uids) == [first, second]
+    for uid in (first, second):
+        assert "\\Deleted" in await call(imap_account.flags, uid)
+    assert any("the server has no UIDPLUS: after: delete leaves each message flagged "
+               "\\Deleted in INBOX, not expunged" in r.getMessage() for r in caplog.records)
+
+
 # --- what the server refuses ----------------------------------------------------------------
 
 async def test_a_missing_folder_or_an_impossible_move_target_is_an_error_not_a_loop(
