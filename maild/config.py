@@ -120,13 +120,14 @@ mailboxes"); each item is a mapping:
     if delivered to it (the envelope recipient).
     ``after`` (default keep): what maild does to a message once it is durably spooled:
     ``keep`` (nothing), ``seen`` (flag \\Seen), ``delete`` (\\Deleted and expunge), or
-    ``move:FOLDER`` (created at start if missing; not the folder read, INBOX in any case).
+    ``move:FOLDER`` (created if missing; not the folder read, INBOX in any case). Folder
+    names are written as they read (UTF-8); maild sends them in modified UTF-7.
     Tuning: ``batch`` (default 100, 1-200): messages fetched per round; ``poll_seconds``
     (default 300): look for new mail at least this often, IDLE or not; ``idle_seconds``
     (default 1500, at most 1740): end and restart IDLE after this long (RFC 2177: servers
-    may drop an IDLE after 30 minutes); ``timeout_seconds`` (default 30): the longest any
-    answer from the server may take; ``tls_verify`` (default true; imaps:// only): check
-    the server's certificate.
+    may drop an IDLE after 30 minutes); ``timeout_seconds`` (default 30): the longest the
+    server may stay silent, before or in the middle of an answer; ``tls_verify``
+    (default true; imaps:// only): check the server's certificate.
 ``log_level`` (default info): debug, info, warning, error or critical.
 
 Relative paths (spool, rules, sqlite, maildir, unix sockets) are resolved against the
