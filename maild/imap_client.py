@@ -13,8 +13,8 @@ an IDLE push has a total bound. Any failure ends the session: the caller closes 
 reconnects, since a command cut short leaves aioimaplib's state unusable.
 
 Folder names go to the server in modified UTF-7 (RFC 3501 §5.1.3, maild/imap_utf7.py) in
-every command that names one (SELECT, CREATE, STATUS, UID MOVE, UID COPY); the names in a
-server's reply are decoded again for the log.
+every command that names one (SELECT, CREATE, STATUS, LIST, UID MOVE, UID COPY); the
+names in a server's reply are decoded again for the log.
 
 Credentials: aioimaplib logs the LOGIN line at DEBUG (masking only the unquoted
 password) and puts a command's arguments in some exception texts, so its loggers are
