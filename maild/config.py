@@ -116,9 +116,10 @@ mailboxes"); each item is a mapping:
     ``name`` (required): the account's name in logs and metrics (letters, digits, '.',
     '_', '-'); unique.
     ``url`` (required): ``imaps://USER@HOST[:PORT]/FOLDER`` (implicit TLS, port 993) or
-    ``imap://...`` (no TLS, port 143; tests and loopback only). USER and FOLDER are
-    percent-encoded (``support%40example.com`` is support@example.com); FOLDER defaults
-    to INBOX. No password in the URL.
+    ``imap://...`` (no TLS, port 143; refused unless HOST is loopback: 127.0.0.0/8, ::1,
+    localhost). USER and FOLDER are percent-encoded (``support%40example.com`` is
+    support@example.com; UTF-8 for other letters); FOLDER defaults to INBOX (any case).
+    No password in the URL; two accounts may not read the same folder.
     ``password_file`` or ``password_env`` (exactly one): a file holding the password (one
     trailing newline is dropped; relative to this file's folder), or the name of an
     environment variable. Read at start: an unreadable file or a missing variable is a
@@ -127,13 +128,14 @@ mailboxes"); each item is a mapping:
     if delivered to it (the envelope recipient).
     ``after`` (default keep): what maild does to a message once it is durably spooled:
     ``keep`` (nothing), ``seen`` (flag \\Seen), ``delete`` (\\Deleted and expunge), or
-    ``move:FOLDER`` (created at start if missing).
+    ``move:FOLDER`` (created if missing; not the folder read, INBOX in any case). Folder
+    names are written as they read (UTF-8); maild sends them in modified UTF-7.
     Tuning: ``batch`` (default 100, 1-200): messages fetched per round; ``poll_seconds``
     (default 300): look for new mail at least this often, IDLE or not; ``idle_seconds``
     (default 1500, at most 1740): end and restart IDLE after this long (RFC 2177: servers
-    may drop an IDLE after 30 minutes); ``timeout_seconds`` (default 30): the longest any
-    answer from the server may take; ``tls_verify`` (default true; imaps:// only): check
-    the server's certificate.
+    may drop an IDLE after 30 minutes); ``timeout_seconds`` (default 30): the longest the
+    server may stay silent, before or in the middle of an answer; ``tls_verify``
+    (default true; imaps:// only): check the server's certificate.
 ``log_level`` (default info): debug, info, warning, error or critical.
 
 Relative paths (spool, rules, sqlite, maildir, unix sockets) are resolved against the
@@ -158,7 +160,7 @@ from maild.config_checks import (TRUST_POLICIES, UNKNOWN_SENDER_POLICIES, Listen
                                  _check_hostname, _check_log_level, _check_name, _check_relay,
                                  _check_token_prefix, _check_trust_policy,
                                  _check_unknown_sender, _sqlite_path, parse_listen)
-from maild.imap_url import check_account_name, parse_after, parse_imap_url
+from maild.imap_url import check_account_name, folder_key, parse_after, parse_imap_url
 from maild.redact import redact_url
 from parsers import limits as parse_limits
 from rules.source import (Address, ConfigError, KeyPath, StrictModel, load_yaml, problem_at,
@@ -409,12 +411,13 @@ def _distinct_imap_accounts(settings: Settings) -> Iterator[tuple[KeyPath, str]]
             yield ("imap", i, "name"), (f"imap[{names[account.name]}] has the same name; "
                                         "each account needs a name of its own")
         names.setdefault(account.name, i)
-        mailbox = (account.host.lower(), account.port, account.user, account.folder)
+        mailbox = (account.host.lower(), account.port, account.user, folder_key(account.folder))
         if mailbox in mailboxes:
             yield ("imap", i, "url"), (f"the same mailbox folder as imap[{mailboxes[mailbox]}]; "
                                        "two accounts would race on it")
         mailboxes.setdefault(mailbox, i)
-        if account.move_to is not None and account.move_to == account.folder:
+        moves_to = account.move_to and folder_key(account.move_to)
+        if moves_to == folder_key(account.folder):     # INBOX in any case: RFC 3501 §5.1
             yield ("imap", i, "after"), f"moves mail to the folder it reads ({account.folder})"
 
 

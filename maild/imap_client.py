@@ -4,8 +4,17 @@ aioimaplib never fails a command whose connection drops: ``idle_start()`` and an
 wait can hang for ever (aioimaplib issue #110). So every call here goes through
 `ImapSession.bounded`, which returns the answer, or raises `ConnectionLost` as soon as
 the transport reports the drop (``conn_lost_cb``) or the server says BYE, or
-`ImapTimeout` after ``timeout_seconds``. Any such failure ends the session: the caller
-closes it and reconnects, since a command cut short leaves aioimaplib's state unusable.
+`ImapTimeout` once the server has sent nothing for ``timeout_seconds``. That bound is on
+silence, not on the whole answer: every byte received (the protocol's ``data_received``)
+starts it again, so a FETCH of megabytes over a slow but steady link completes, however
+long it takes, while a stalled one is noticed after ``timeout_seconds``. (aioimaplib's
+own timers are switched off: they bound most commands as a whole.) Only the wait for
+an IDLE push has a total bound. Any failure ends the session: the caller closes it and
+reconnects, since a command cut short leaves aioimaplib's state unusable.
+
+Folder names go to the server in modified UTF-7 (RFC 3501 §5.1.3, maild/imap_utf7.py) in
+every command that names one (SELECT, CREATE, STATUS, LIST, UID MOVE, UID COPY); the
+names in a server's reply are decoded again for the log.
 
 Credentials: aioimaplib logs the LOGIN line at DEBUG (masking only the unquoted
 password) and puts a command's arguments in some exception texts, so its loggers are
@@ -23,12 +32,13 @@ from collections.abc import Awaitable
 
 from aioimaplib import aioimaplib
 
+from maild import imap_utf7
 from maild.config import ImapAccount as ImapSettings
 
 log = logging.getLogger(__name__)
 
 STOPPED = object()                       # `bounded` saw the stop event first
-NO_TIMER = 10 * 365 * 86400.0            # aioimaplib's own IDLE timer: off, we time IDLE
+NO_TIMER = 10 * 365 * 86400.0            # aioimaplib's own timers: off, `bounded` times all
 _SECRETS: set[str] = set()
 _NEW_MAIL = re.compile(rb"\d+ (EXISTS|RECENT)\b", re.IGNORECASE)
 _EXISTS = re.compile(rb"\* \d+ EXISTS\b", re.IGNORECASE)
@@ -36,6 +46,7 @@ _FETCH = re.compile(rb"\d+ FETCH \(", re.IGNORECASE)
 _UID = re.compile(rb"\bUID (\d+)", re.IGNORECASE)
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)", re.IGNORECASE)
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.IGNORECASE)
+_LISTED = re.compile(rb'^(?:LIST )?\([^)]*\) (?:NIL|"(?:[^"\\]|\\.)*") (.+)$', re.IGNORECASE)
 
 
 class ImapFailure(Exception):
@@ -56,6 +67,10 @@ class ImapTimeout(ImapFailure, TimeoutError):
 
 class CommandRefused(ImapFailure):
     """The server answered NO or BAD."""
+
+
+class IdleRefused(CommandRefused):
+    """The server advertises IDLE but answered NO to it: poll instead."""
 
 
 class LoginRefused(CommandRefused):
@@ -143,6 +158,7 @@ class ImapSession:
         self.client: aioimaplib.IMAP4 | None = None
         self.uidvalidity = 0
         self.news = False                         # an EXISTS came: look before idling
+        self.heard = 0.0                          # loop time the server last sent anything
 
     def has(self, capability: str) -> bool:
         return self.client is not None and self.client.has_capability(capability)
@@ -154,11 +170,12 @@ class ImapSession:
             context = ssl.create_default_context()
             if not s.tls_verify:
                 context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-            client = aioimaplib.IMAP4_SSL(s.host, s.port, timeout=self.timeout,
+            client = aioimaplib.IMAP4_SSL(s.host, s.port, timeout=NO_TIMER,
                                           ssl_context=context)
         else:
-            client = aioimaplib.IMAP4(s.host, s.port, timeout=self.timeout)
+            client = aioimaplib.IMAP4(s.host, s.port, timeout=NO_TIMER)
         client.protocol.conn_lost_cb = lambda exc: self.lost.set()
+        self._watch_data(client.protocol)
         self._watch_exists(client.protocol)
         self.client = client
         await self._opening(client.wait_hello_from_server(), "connect")
@@ -166,7 +183,7 @@ class ImapSession:
         if answer.result != "OK":
             raise LoginRefused(f"login as {s.user} refused: {_text(answer)}")
         await self._opening(client.protocol.capability(), "CAPABILITY")
-        answer = await self._opening(client.select(aioimaplib.quoted(s.folder)), "SELECT")
+        answer = await self._opening(client.select(mailbox(s.folder)), "SELECT")
         if answer.result != "OK":
             raise MailboxRefused(f"cannot select folder {s.folder!r}: {_text(answer)}")
         found = next((m for line in answer.lines if isinstance(line, bytes)
@@ -175,6 +192,15 @@ class ImapSession:
             raise CommandRefused(f"SELECT {s.folder!r} gave no UIDVALIDITY")
         self.uidvalidity = int(found[1])
         return self.uidvalidity
+
+    def _watch_data(self, protocol) -> None:
+        """Note when the server last sent anything: `bounded` waits on silence."""
+        receive, loop = protocol.data_received, asyncio.get_running_loop()
+
+        def data_received(data: bytes) -> None:
+            self.heard = loop.time()
+            receive(data)
+        protocol.data_received = data_received
 
     def _watch_exists(self, protocol) -> None:
         """Set `news` on any untagged EXISTS. aioimaplib drops those that come outside
@@ -197,16 +223,25 @@ class ImapSession:
     async def bounded(self, awaitable: Awaitable, what: str, *, timeout: float | None = None,
                       stop: asyncio.Event | None = None):
         """`awaitable`'s result; ConnectionLost at once when the connection drops,
-        ImapTimeout after `timeout` (default timeout_seconds); STOPPED if `stop` is set
-        first. Every exception raised is an ImapFailure with a scrubbed message."""
+        ImapTimeout once the server has sent nothing for timeout_seconds (or, given
+        `timeout`, after that many seconds in all); STOPPED if `stop` is set first.
+        Every exception raised is an ImapFailure with a scrubbed message."""
         task = asyncio.ensure_future(awaitable)
         watchers = [asyncio.ensure_future(self.lost.wait())]
         if stop is not None:
             watchers.append(asyncio.ensure_future(stop.wait()))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         limit = self.timeout if timeout is None else timeout
         try:
-            done, _ = await asyncio.wait({task, *watchers}, timeout=limit,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done = set()
+            while not done:
+                since = start if timeout is not None else max(start, self.heard)
+                left = since + limit - loop.time()
+                if left <= 0:
+                    break
+                done, _ = await asyncio.wait({task, *watchers}, timeout=left,
+                                             return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             task.cancel()
             raise
@@ -231,6 +266,8 @@ class ImapSession:
             return STOPPED
         if self.lost.is_set():
             raise ConnectionLost(f"{what}: the server closed the connection")
+        if timeout is None and self.heard > start:
+            raise ImapTimeout(f"{what}: the answer stalled, nothing for {limit:g}s")
         raise ImapTimeout(f"{what}: no answer within {limit:g}s")
 
     async def _ok(self, awaitable: Awaitable, what: str):
@@ -282,31 +319,54 @@ class ImapSession:
                        f"UID STORE {flag}")
 
     async def expunge(self, uids: str) -> None:
-        """UID EXPUNGE with UIDPLUS; else EXPUNGE (every \\Deleted message of the folder)."""
+        """UID EXPUNGE `uids` with UIDPLUS; without it nothing: a plain EXPUNGE removes
+        every \\Deleted message of the folder, those another client flagged (and that
+        maild may not have imported yet) too. They stay, flagged \\Deleted."""
         if self.has("UIDPLUS"):
             await self._ok(self.client.uid("expunge", uids), "UID EXPUNGE")
-        else:
-            await self._ok(self.client.expunge(), "EXPUNGE")
 
     async def move(self, uids: str, folder: str) -> None:
-        """UID MOVE where the server has MOVE, else COPY, \\Deleted and expunge."""
+        """UID MOVE where the server has MOVE, else COPY, \\Deleted and `expunge`."""
         if self.has("MOVE"):
-            await self._ok(self.client.uid("move", uids, aioimaplib.quoted(folder)), "UID MOVE")
+            await self._ok(self.client.uid("move", uids, mailbox(folder)), "UID MOVE")
             return
-        await self._ok(self.client.uid("copy", uids, aioimaplib.quoted(folder)), "UID COPY")
+        await self._ok(self.client.uid("copy", uids, mailbox(folder)), "UID COPY")
         await self.store(uids, r"\Deleted")
         await self.expunge(uids)
 
     async def ensure_folder(self, folder: str) -> bool:
         """Create `folder` unless it exists; True if created. MailboxRefused if neither."""
-        answer = await self.bounded(self.client.create(aioimaplib.quoted(folder)), "CREATE")
+        answer = await self.bounded(self.client.create(mailbox(folder)), "CREATE")
         if answer.result == "OK":
             return True
-        status = await self.bounded(self.client.status(aioimaplib.quoted(folder), "(MESSAGES)"),
+        status = await self.bounded(self.client.status(mailbox(folder), "(MESSAGES)"),
                                     "STATUS")
         if status.result != "OK":
             raise MailboxRefused(f"cannot create folder {folder!r}: {_text(answer)}")
         return False
+
+    async def listed(self, folder: str) -> str | None:
+        """The name the server LISTs for `folder` (its own spelling: Dovecot answers INBOX
+        for inbox), None if there is no such folder. A name holding the LIST wildcards %
+        or * is taken as it is."""
+        if "%" in folder or "*" in folder:
+            return folder
+        answer = await self._ok(self.client.list('""', mailbox(folder)), "LIST")
+        lines = answer.lines[:-1]
+        for i, line in enumerate(lines):
+            if not isinstance(line, bytes) or not (found := _LISTED.match(line)):
+                continue
+            name = found[1]
+            if name.endswith(b"}") and i + 1 < len(lines):          # a literal {n}
+                name = bytes(lines[i + 1])
+            elif name.startswith(b'"'):
+                name = re.sub(rb'\\(.)', rb"\1", name[1:-1])
+            text = name.decode("ascii", "replace")
+            try:
+                return imap_utf7.decode(text)
+            except ValueError:
+                return text
+        return None
 
     async def noop(self) -> None:
         await self._ok(self.client.noop(), "NOOP")
@@ -316,7 +376,7 @@ class ImapSession:
         client, loop = self.client, asyncio.get_running_loop()
         while not client.protocol.idle_queue.empty():       # left from an earlier IDLE
             client.protocol.idle_queue.get_nowait()
-        command = await self.bounded(client.idle_start(timeout=NO_TIMER), "IDLE")
+        command = await self.bounded(self._idle_start(), "IDLE")
         deadline, news = loop.time() + seconds, False
         while not news and (left := deadline - loop.time()) > 0:
             push = await self.bounded(self._push(left), "IDLE", timeout=left + self.timeout,
@@ -332,6 +392,14 @@ class ImapSession:
             client.idle_done()
         await self.bounded(command, "IDLE DONE")
         return news
+
+    async def _idle_start(self):
+        try:
+            return await self.client.idle_start(timeout=NO_TIMER)
+        except aioimaplib.Abort as exc:
+            if "returned error to IDLE" not in str(exc):   # aioimaplib's words for NO/BAD
+                raise
+            raise IdleRefused("the server refused IDLE") from None
 
     async def _push(self, seconds: float):
         try:
@@ -361,9 +429,15 @@ class ImapSession:
                 task.cancel()
 
 
+def mailbox(name: str) -> str:
+    """A folder name as a command argument: modified UTF-7 (RFC 3501 §5.1.3), quoted."""
+    return aioimaplib.quoted(imap_utf7.encode(name))
+
+
 def _text(answer) -> str:
-    """The server's words in a tagged answer (its last line), scrubbed."""
+    """The server's words in a tagged answer (its last line), scrubbed; folder names in
+    modified UTF-7 decoded."""
     last = answer.lines[-1] if answer.lines else b""
     if isinstance(last, (bytes, bytearray)):
         last = bytes(last).decode("utf-8", "replace")
-    return scrub(str(last))[:200]
+    return imap_utf7.readable(scrub(str(last)))[:200]

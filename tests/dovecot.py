@@ -88,6 +88,9 @@ Accounts
       create(folder)            uidvalidity(folder) -> int          expunge_all(folder)
       message(uid, folder)      -> the raw bytes, by BODY.PEEK[] (leaves \Seen alone)
       renew_uidvalidity(folder) -> the folder's new UIDVALIDITY, see below
+      set_uidvalidity(value, folder)  gives the folder that UIDVALIDITY, UIDs kept (doveadm
+                                mailbox update): two mailboxes alike, as on servers with
+                                small constant UIDVALIDITYs
       kick()                    disconnects all of the user's sessions (doveadm kick)
       imap()                    a logged-in imaplib.IMAP4 for a `with` block, for the rest
 
@@ -273,6 +276,12 @@ class Account:
         if after == before:
             raise ImapError(f"UIDVALIDITY of {folder} did not change ({before})")
         return after
+
+    def set_uidvalidity(self, value: int, folder: str = "INBOX") -> None:
+        _doveadm(self.config, "mailbox", "update", "-u", self.address, "--uid-validity",
+                 str(value), folder)
+        if self.uidvalidity(folder) != value:
+            raise ImapError(f"UIDVALIDITY of {folder} is not {value}")
 
     def kick(self) -> None:
         """Disconnect all of this user's sessions (doveadm kick); returns once they are gone."""

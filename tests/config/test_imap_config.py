@@ -126,6 +126,10 @@ def test_after_defaults_to_keep(config):
      "imap[0].url", "names no host"),
     ("imaps://support%40example.com@imap.example.com:993/INBOX", "imaps://desk@host:99999/INBOX",
      "imap[0].url", "port"),
+    ("imaps://support%40example.com@imap.example.com:993/INBOX", "imaps://desk@host:0/INBOX",
+     "imap[0].url", "the port must be a number from 1 to 65535"),
+    ("imaps://support%40example.com@imap.example.com:993/INBOX", "imap://desk@imap.example.com/INBOX",
+     "imap[0].url", "would send the password in clear text"),
     ("move:Processed", "archive", "imap[0].after", "expected one of keep, seen, delete, move:<folder>"),
     ("move:Processed", "'move:'", "imap[0].after", "move: needs a folder"),
     ("Support@Example.com", "support", "imap[0].recipient", "not a mail address"),
@@ -139,6 +143,8 @@ def test_after_defaults_to_keep(config):
     ("password_file: imap-support.secret", "tls_verify: true\n    password_file: imap-support.secret",
      None, None),
     ("after: move:Processed", "after: move:INBOX", "imap[0].after", "moves mail to the folder it reads"),
+    ("after: move:Processed", "after: move:inbox", "imap[0].after", "moves mail to the folder it reads"),
+    ("after: move:Processed", "after: move:Inbox", "imap[0].after", "moves mail to the folder it reads"),
     ("after: move:Processed", "after: seen\n    batch: 1000", "imap[0].batch", "at most 200"),
     ("after: move:Processed", "after: seen\n    idle_seconds: 3600", "imap[0].idle_seconds", "at most 1740"),
     ("after: move:Processed", "after: seen\n    polls: 3", "imap[0].polls", "unknown key"),
@@ -187,6 +193,24 @@ def test_names_and_mailboxes_are_unique(config):
     assert {(p.key, p.message.split(";")[0]) for p in problems} == {
         ("imap[1].name", "imap[0] has the same name"),
         ("imap[1].url", "the same mailbox folder as imap[0]")}
+
+
+def test_inbox_is_one_folder_in_any_case(config):
+    """RFC 3501 §5.1: INBOX is case-insensitive, other names are not."""
+    second = SUPPORT.replace("name: support", "name: billing").replace("/INBOX", "/inbox")
+    [problem] = refused(config(SUPPORT + second))
+    assert (problem.key, problem.message.split(";")[0]) == (
+        "imap[1].url", "the same mailbox folder as imap[0]")
+    other = SUPPORT.replace("name: support", "name: billing").replace("/INBOX", "/Processed")
+    assert len(load_settings(config(SUPPORT + other.replace("move:Processed", "move:processed"))).imap) == 2
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "[::1]", "localhost"])
+def test_imap_without_tls_is_for_loopback_only(config, host):
+    text = SUPPORT.replace("imaps://support%40example.com@imap.example.com:993/INBOX",
+                           f"imap://desk@{host}/INBOX")
+    [account] = load_settings(config(text)).imap
+    assert (account.tls, account.port) == (False, 143)
 
 
 def test_maild_check_names_the_imap_key_at_fault(tmp_path, capsys):

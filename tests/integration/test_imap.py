@@ -24,10 +24,12 @@ from aioimaplib.aioimaplib import quoted
 import maild.daemon
 from maild.imap import ImapAccount
 from maild.imap_client import ImapSession
-from maild.spool import SpoolError
+from maild.spool import Spool, SpoolError
 from tests.integration.harness import SUPPORT, mail, running_helpdesk
+from tests.maild.test_imap import settings
 
 NAME = "support"
+SQLITE = "sqlite:///{}/maild.db"
 
 
 def account_config(account, folder: Path, *, name: str = NAME, after: str = "keep",
@@ -256,6 +258,49 @@ async def test_after_move_moves_exactly_the_processed_messages(tmp_path, databas
                                      "second@customer.example"]
 
 
+async def test_folders_named_outside_ascii_are_read_and_moved_to(tmp_path, imap_account, caplog):
+    """IMAP spells folder names in modified UTF-7 (RFC 3501 §5.1.3): a German site's
+    Eingänge and Erledigt/Geschäft are written in maild.yaml as people write them."""
+    caplog.set_level(logging.INFO)
+    await call(imap_account.create, "Eing&AOQ-nge")
+    await call(imap_account.append, mail("Umlaut", message_id="umlaut@customer.example"),
+               "Eing&AOQ-nge")
+    config = account_config(imap_account, tmp_path, after="move:Erledigt/Geschäft")
+    config["url"] = config["url"].replace("/INBOX", "/Eing%C3%A4nge")
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path), imap=[config]) as desk:
+        await desk.wait_for(lambda: len(desk.tickets()) == 1)
+        await desk.wait_for(lambda: progress(desk)[1:] == (1, 1))
+        await state(desk, "idle")
+    assert await call(message_ids_in, imap_account, "Erledigt/Gesch&AOQ-ft") == [
+        "<umlaut@customer.example>"]
+    assert await call(imap_account.uids, "Eing&AOQ-nge") == []
+    assert inbound_message_ids() == ["umlaut@customer.example"]
+    assert "imap support: created folder Erledigt/Geschäft for after: move" in caplog.text
+
+
+async def test_a_move_target_deleted_while_maild_runs_is_created_again(tmp_path, imap_account,
+                                                                        caplog):
+    """Someone deletes Processed while maild IDLEs; the next message's MOVE is refused.
+    The move is retried on the next pass, though no more mail comes, with Processed
+    created again: nothing stays behind in INBOX."""
+    await call(imap_account.append, mail("First", message_id="first@customer.example"))
+    config = account_config(imap_account, tmp_path, after="move:Processed", poll_seconds=1)
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path), imap=[config]) as desk:
+        await desk.wait_for(lambda: (progress(desk) or (0, 0, 0))[2] == 1)
+        await state(desk, "idle")
+
+        def delete_processed():
+            with imap_account.imap() as conn:
+                assert conn.delete('"Processed"')[0] == "OK"
+        await call(delete_processed)
+        uid = await call(imap_account.append, mail("Second", message_id="second@customer.example"))
+        await desk.wait_for(lambda: progress(desk)[1:] == (uid, uid), timeout=15)
+    assert await call(imap_account.uids) == []
+    assert await call(message_ids_in, imap_account, "Processed") == ["<second@customer.example>"]
+    [refused] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "after: move on UIDs 2:2 failed, retried on the next pass" in refused
+
+
 # --- UIDVALIDITY -------------------------------------------------------------------------
 
 async def test_a_uidvalidity_change_reimports_the_folder_without_duplicate_tickets(
@@ -282,6 +327,34 @@ async def test_a_uidvalidity_change_reimports_the_folder_without_duplicate_ticke
     warnings = [r.getMessage() for r in caplog.records
                 if r.levelno == logging.WARNING and "UIDVALIDITY changed" in r.getMessage()]
     assert warnings and f"imap {NAME} INBOX" in warnings[0]
+
+
+async def test_an_account_pointed_at_another_mailbox_imports_all_of_its_mail(
+        tmp_path, dovecot_server, caplog):
+    """A migration: account `support` now reads another user's INBOX, whose UIDVALIDITY
+    happens to be the old one's (servers with small constant UIDVALIDITYs; Dovecot's is the
+    creation second). Its UIDs 1-3 are below the old mailbox's last_uid, imported all the
+    same, and the old mail is not made into tickets again."""
+    old = dovecot_server.add_user(f"old{secrets.token_hex(4)}@helpdesk.test", "pw-old-1234")
+    new = dovecot_server.add_user(f"new{secrets.token_hex(4)}@helpdesk.test", "pw-new-1234")
+    await call(old.append_many, [mail(f"Old {n}", message_id=f"old{n}@customer.example")
+                                 for n in range(4)])
+    await call(new.append_many, [mail(f"New {n}", message_id=f"new{n}@customer.example")
+                                 for n in range(3)])
+    await call(new.set_uidvalidity, await call(old.uidvalidity))
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path),
+                                imap=[account_config(old, tmp_path)]) as desk:
+        await desk.wait_for(lambda: ticket_count() == 4)
+        await desk.wait_for(lambda: progress(desk)[1] == 4)
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path),
+                                imap=[account_config(new, tmp_path)]) as desk:
+        await desk.wait_for(lambda: ticket_count() == 7)
+        await desk.wait_for(lambda: progress(desk)[1] == 3)
+        await desk.settle()
+        assert ticket_count() == 7
+    assert len(inbound_message_ids()) == 7
+    assert any(f"the account now reads {new.address} at 127.0.0.1:{new.port}" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
 
 
 # --- the backlog ----------------------------------------------------------------------------
@@ -340,6 +413,65 @@ async def test_a_drain_finishes_the_batch_in_hand_and_the_next_start_goes_on(
     assert inbound_message_ids() == sorted(ids)
 
 
+class ThrottlingProxy:
+    """A TCP proxy that passes the server's bytes on at `rate` bytes/s in small steady
+    chunks: a slow link, but never silent for more than a tenth of a second."""
+
+    def __init__(self, target_port: int, rate: int):
+        self.target_port, self.rate = target_port, rate
+        self.tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, c_reader, c_writer):
+        s_reader, s_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(reader, writer, slow):
+            try:
+                while data := await reader.read(self.rate // 10 if slow else 65536):
+                    writer.write(data)
+                    await writer.drain()
+                    if slow:
+                        await asyncio.sleep(0.1)
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+        self.tasks.add(asyncio.current_task())
+        await asyncio.gather(pipe(c_reader, s_writer, False), pipe(s_reader, c_writer, True))
+
+    async def close(self):
+        self.server.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def test_a_slow_but_steady_link_imports_a_backlog(tmp_path, imap_account, caplog):
+    """timeout_seconds bounds the server's silence, not a whole answer: 1.2 MB of mail at
+    300 KB/s needs 4 s, twice timeout_seconds, and comes in all the same (the default 30 s
+    once stood for a whole FETCH of up to 32 MiB: nothing below 1.1 MB/s imported)."""
+    body = ("x" * 76 + "\r\n") * 780
+    await call(imap_account.append_many, [mail(f"Big {n}", body, message_id=f"big{n}@c.example")
+                                          for n in range(20)])
+    proxy = ThrottlingProxy(imap_account.port, rate=300_000)
+    port = await proxy.start()
+    config = account_config(imap_account, tmp_path, timeout_seconds=2)
+    config["url"] = config["url"].replace(f":{imap_account.port}/", f":{port}/")
+    try:
+        async with running_helpdesk(tmp_path, SQLITE.format(tmp_path), imap=[config],
+                                    limits="{max_message_size: 1000000, auto_replies_per_hour: 3}"
+                                    ) as desk:
+            await desk.wait_for(lambda: (progress(desk) or (0, 0, 0))[1] == 20, timeout=60)
+            await desk.wait_for(lambda: len(desk.tickets()) == 20, timeout=60)
+    finally:
+        await proxy.close()
+    assert inbound_message_ids() == sorted(f"big{n}@c.example" for n in range(20))
+    assert not [r for r in caplog.records if "reconnecting" in r.getMessage()]   # one session
+
+
 # --- credentials ----------------------------------------------------------------------------
 
 async def test_credentials_never_appear_in_logs_even_at_debug(
@@ -370,13 +502,36 @@ async def test_credentials_never_appear_in_logs_even_at_debug(
     assert sum("refused" in e for e in errors) == 1     # retried slowly, not in a tight loop
 
 
+async def test_without_uidplus_after_delete_never_expunges_mail_it_has_not_imported(
+        tmp_path, imap_account, monkeypatch, caplog):
+    """A plain EXPUNGE removes every \\Deleted message of the folder. Another client has
+    flagged the second message \\Deleted; maild, one message a batch, must not expunge it
+    with the first before it is imported. Without UIDPLUS maild only flags, and says so."""
+    has = ImapSession.has
+    monkeypatch.setattr(ImapSession, "has", lambda self, cap: cap != "UIDPLUS" and has(self, cap))
+    first = await call(imap_account.append, mail("First", message_id="first@customer.example"))
+    second = await call(imap_account.append, mail("Flagged elsewhere",
+                                                  message_id="flagged@customer.example"),
+                        flags=("\\Deleted",))
+    config = account_config(imap_account, tmp_path, after="delete", batch=1)
+    async with running_helpdesk(tmp_path, SQLITE.format(tmp_path), imap=[config]) as desk:
+        await desk.wait_for(lambda: (progress(desk) or (0, 0, 0))[1:] == (second, second))
+        await desk.wait_for(lambda: len(desk.tickets()) == 2)
+    assert inbound_message_ids() == ["first@customer.example", "flagged@customer.example"]
+    assert await call(imap_account.uids) == [first, second]
+    for uid in (first, second):
+        assert "\\Deleted" in await call(imap_account.flags, uid)
+    assert any("the server has no UIDPLUS: after: delete leaves each message flagged "
+               "\\Deleted in INBOX, not expunged" in r.getMessage() for r in caplog.records)
+
+
 # --- what the server refuses ----------------------------------------------------------------
 
 async def test_a_missing_folder_or_an_impossible_move_target_is_an_error_not_a_loop(
         tmp_path, imap_account, caplog):
     missing = account_config(imap_account, tmp_path, name="missing")
     missing["url"] = missing["url"].replace("/INBOX", "/Nope")
-    bad_target = account_config(imap_account, tmp_path, name="badmove", after="move:Bad&Name")
+    bad_target = account_config(imap_account, tmp_path, name="badmove", after="move:Bad.Name")
     await call(imap_account.append, mail("Waits in the mailbox", message_id="waits@customer.example"))
     async with running_helpdesk(tmp_path, f"sqlite:///{tmp_path}/maild.db",
                                 imap=[missing, bad_target]) as desk:
@@ -385,9 +540,33 @@ async def test_a_missing_folder_or_an_impossible_move_target_is_an_error_not_a_l
         assert desk.tickets() == []                         # nothing imported, nothing lost
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any(e.startswith("imap missing: cannot select folder 'Nope': ") for e in errors)
-    assert any(e.startswith("imap badmove: cannot create folder 'Bad&Name': ") for e in errors)
+    assert any(e.startswith("imap badmove: cannot create folder 'Bad.Name': ") for e in errors)
     assert len(errors) == 2
     assert await call(imap_account.uids) != []
+
+
+async def test_a_move_target_the_server_takes_for_the_folder_read_is_refused_not_looped(
+        tmp_path, imap_account, caplog):
+    """maild.yaml refuses move:inbox on INBOX; should a server still resolve the target to
+    the folder read (its own aliases, case rules), the account fails with an error instead
+    of moving each message back into the folder, importing and moving it again for ever."""
+    uid = await call(imap_account.append, mail("Once", message_id="once@customer.example"))
+    loops = settings(imap_account.port, name=NAME, user=imap_account.address,
+                     password=imap_account.password, after="move", move_to="inbox")
+    with Spool(tmp_path / "spool") as spool:
+        account = ImapAccount(loops, submit=spool.put_async, spool=spool)
+        stop = asyncio.Event()
+        task = asyncio.create_task(account.run(stop))
+        try:
+            await quiet_wait(lambda: account.state == "failed", 15)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+        assert spool.depth()["incoming"] == 0
+    assert await call(imap_account.uids) == [uid]           # left where it was
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.startswith(f"imap {NAME}: after: move:inbox is the folder read (INBOX) on "
+                            "this server")
 
 
 async def test_after_delete_expunges_exactly_the_imported_messages(tmp_path, imap_account):

@@ -9,11 +9,12 @@ import logging
 
 import pytest
 
+from maild import imap_utf7
 from maild.config import ImapAccount as ImapSettings
 from maild.envelope import Envelope
-from maild.imap import ImapAccount, _by_size, envelope_for
+from maild.imap import STABLE_SECONDS, ImapAccount, _by_size, envelope_for
 from maild.imap_client import SecretFilter, guard_credentials, scrub, uid_set
-from maild.imap_progress import ImapProgress
+from maild.imap_progress import ImapProgress, Mailbox, Progress
 from maild.spool import Spool, SpoolError
 
 PASSWORD = "pw-Fake-Secret"
@@ -32,6 +33,27 @@ def test_fetches_are_split_by_size_with_a_big_message_alone(monkeypatch):
     monkeypatch.setattr("maild.imap.FETCH_MAX_BYTES", 100)
     sizes = {1: 40, 2: 40, 3: 40, 4: 500, 5: 10}
     assert _by_size([1, 2, 3, 4, 5], sizes) == [[1, 2], [3], [4], [5]]
+
+
+@pytest.mark.parametrize("name, wire", [
+    ("INBOX", "INBOX"), ("Support Mail", "Support Mail"), ("Bad&Name", "Bad&-Name"),
+    ("Geschäft", "Gesch&AOQ-ft"), ("Entwürfe/Ä", "Entw&APw-rfe/&AMQ-"), ("😀 x", "&2D3eAA- x"),
+    ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),      # RFC 3501 §5.1.3
+])
+def test_folder_names_go_to_the_server_in_modified_utf7(name, wire):
+    assert imap_utf7.encode(name) == wire
+    assert imap_utf7.decode(wire) == name
+
+
+@pytest.mark.parametrize("text", ["a&b", "&AOQ", "Geschäft", "&Jjo!", "&A-", "&2D0-"])
+def test_text_that_is_not_modified_utf7_is_refused(text):
+    with pytest.raises(ValueError, match="not modified UTF-7"):
+        imap_utf7.decode(text)
+
+
+def test_folder_names_in_a_server_reply_are_decoded_for_the_log():
+    assert imap_utf7.readable("NO Mailbox doesn't exist: Gesch&AOQ-ft (a&b, &x-)") == (
+        "NO Mailbox doesn't exist: Geschäft (a&b, &x-)")
 
 
 @pytest.mark.parametrize("header, mail_from", [
@@ -54,6 +76,7 @@ def test_backoff_doubles_to_five_minutes_with_jitter(tmp_path):
             1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
         account._jitter = lambda: 0.0
         assert account._reconnecting("x") == 150              # * 0.5 .. * 1.5
+        assert account._reconnecting("x", STABLE_SECONDS) == 0.5   # it had been up a while
 
 
 def test_passwords_are_scrubbed_from_any_record(caplog):
@@ -76,7 +99,7 @@ def test_passwords_are_scrubbed_from_any_record(caplog):
 def test_a_message_and_its_progress_are_committed_together_or_not_at_all(tmp_path):
     async def main():
         with Spool(tmp_path / "spool") as spool:
-            progress = ImapProgress(spool, "support", "INBOX")
+            progress = ImapProgress(spool, "support", "INBOX", Mailbox("127.0.0.1", 143, "desk"))
             await progress.reset(7)
             envelope = Envelope(None, ("support@example.com",), "imap", "support")
             await spool.put_async(b"one", envelope, also=progress.advance(7, 0, 1))
@@ -91,9 +114,39 @@ def test_a_message_and_its_progress_are_committed_together_or_not_at_all(tmp_pat
             assert spool.depth()["incoming"] == 2               # one and three, not two
             await progress.acted(7, 5)                          # beyond last_uid: refused
             await progress.acted(7, 1)
-            assert await progress.load() == type(await progress.load())(7, 1, 1)
+            assert await progress.load() == Progress(7, 1, 1, progress.mailbox)
             assert spool.read("SELECT count(*) FROM imap_progress") == [(1,)]
     asyncio.run(main())
+
+
+def test_progress_from_an_older_spool_is_kept_and_a_repointed_account_starts_over(
+        tmp_path, caplog):
+    """UIDVALIDITY is unique per server and folder only: the progress row names the mailbox
+    too. A row an older maild wrote (no mailbox) is kept by the account that reads it next;
+    the same account pointed at another mailbox imports all of that one's mail."""
+    def older_maild(conn):
+        conn.execute("CREATE TABLE imap_progress (account TEXT NOT NULL, folder TEXT NOT NULL,"
+                     " uidvalidity INTEGER NOT NULL, last_uid INTEGER NOT NULL,"
+                     " acted_uid INTEGER NOT NULL, PRIMARY KEY (account, folder))")
+        conn.execute("INSERT INTO imap_progress VALUES ('fake', 'INBOX', 7, 5, 5)")
+
+    async def main():
+        with Spool(tmp_path / "spool") as spool:
+            await asyncio.wrap_future(spool.transaction(older_maild))
+            upgraded = ImapAccount(settings(143), submit=spool.put_async, spool=spool)
+            assert await upgraded._sync_progress(7) == Progress(7, 5, 5)
+            assert await upgraded.progress.load() == Progress(7, 5, 5, upgraded.mailbox)
+            assert await upgraded._sync_progress(7) == Progress(7, 5, 5, upgraded.mailbox)
+            repointed = ImapAccount(settings(143, host="IMAP.Other.example", user="desk2"),
+                                    submit=spool.put_async, spool=spool)
+            assert await repointed._sync_progress(7) == Progress(7, 0, 0, repointed.mailbox)
+            assert spool.read("SELECT host, port, user, last_uid FROM imap_progress") == [
+                ("imap.other.example", 143, "desk2", 0)]
+    asyncio.run(main())
+    assert warnings(caplog) == [
+        "imap fake INBOX: the account now reads desk2 at imap.other.example:143, its progress "
+        "was desk at 127.0.0.1:143's: importing the whole folder (messages already imported "
+        "are recognised by Message-ID, no ticket is made twice)"]
 
 
 # --- a scripted server ------------------------------------------------------------------------
@@ -141,7 +194,9 @@ class FakeImap:
                                  f"{tag} OK Search completed\r\n".encode())
                 elif command == "IDLE":
                     idle_tag = tag
-                    if self.idle == "hang":
+                    if self.idle == "refuse":
+                        writer.write(f"{tag} NO [LIMIT] Too many IDLE sessions\r\n".encode())
+                    elif self.idle == "hang":
                         continue                    # never "+ idling"
                     writer.write(b"+ idling\r\n")
                     if self.idle == "drop":
@@ -201,6 +256,24 @@ async def test_a_connection_dropped_mid_idle_is_noticed_at_once(tmp_path, caplog
     await serving(fake, tmp_path, caplog, lambda account: fake.connections >= 2,
                   timeout_seconds=60)                       # so not noticed by a timeout
     assert "imap fake: IDLE: the server closed the connection; reconnecting in 0.5s" in warnings(caplog)
+
+
+async def test_backoff_grows_when_every_session_fails_after_its_import(tmp_path, caplog):
+    """A session that imports, then fails at IDLE (a middlebox that drops it, say) was no
+    good session: the next one waits twice as long, not 0.5 s for ever."""
+    fake = FakeImap(idle="drop")
+    await serving(fake, tmp_path, caplog, lambda account: fake.connections >= 4,
+                  timeout_seconds=60)
+    delays = [w.rpartition("reconnecting in ")[2] for w in warnings(caplog)]
+    assert delays[:3] == ["0.5s", "1.0s", "2.0s"]
+
+
+async def test_a_server_that_refuses_idle_is_polled(tmp_path, caplog):
+    """It advertises IDLE but answers NO (a limit on IDLE sessions): poll, don't reconnect."""
+    fake = FakeImap(idle="refuse")
+    account = await serving(fake, tmp_path, caplog, lambda account: account.state == "polling")
+    assert fake.connections == 1 and account.state == "stopped"
+    assert warnings(caplog) == ["imap fake: the server refused IDLE: polling every 300s instead"]
 
 
 async def test_a_refused_login_is_failed_auth_and_retried_slowly(tmp_path, caplog):
