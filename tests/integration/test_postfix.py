@@ -19,10 +19,14 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -30,9 +34,9 @@ import pytest
 
 from maild.outbound import bounce_address
 from tests.clients import reply
-from tests.conftest import CUSTOMER, SINK_DOMAIN, _unavailable
-from tests.postfix import Postfix, PostfixError, Sink, SubmitRefused
-from tests.integration.harness import SUPPORT, mail, running_helpdesk
+from tests.conftest import CUSTOMER, REPO, SINK_DOMAIN, _unavailable
+from tests.postfix import Postfix, PostfixError, Sink, SubmitRefused, wait_until
+from tests.integration.harness import SUPPORT, mail, running_helpdesk, write_config
 from tests.integration.test_agents import PASS, TRUST, original
 
 AGENT = "alice@example.com"
@@ -260,11 +264,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "postfix.md"
 DOCUMENTED_LMTP = "lmtp:inet:127.0.0.1:2424"
 
 
-def documented(block: str) -> list[str]:
-    """The lines of the code block under `<!-- tested: {block} -->` in docs/postfix.md."""
-    text = DOCS.read_text()
+def documented(block: str, doc: Path = DOCS) -> list[str]:
+    """The lines of the code block under `<!-- tested: {block} -->` in `doc`."""
+    text = doc.read_text()
     marker = f"<!-- tested: {block} -->\n```"
-    assert marker in text, f"docs/postfix.md has no tested block {block!r}"
+    assert marker in text, f"{doc.name} has no tested block {block!r}"
     start = text.index("\n", text.index(marker) + len(marker)) + 1
     return [line for line in text[start:text.index("```", start)].splitlines() if line.strip()]
 
@@ -469,3 +473,117 @@ async def test_lmtp_over_a_unix_socket(tmp_path, database_url, documented_setup)
         daemon.stop.set()
         await asyncio.wait_for(task, 15)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- the pipe: Postfix runs `maild ingest` (docs/postfix.md) --------------------------------
+
+PIPE_USER = "nobody"      # pipe(8) refuses root and Postfix's own user
+
+
+def python_for(user: str) -> tuple[str, str] | None:
+    """An interpreter `user` can run with this checkout and its packages importable, and
+    the PYTHONPATH for it: this venv's, or else the system's of the same version (the
+    venv may live where `user` cannot go, e.g. under /root)."""
+    site = sysconfig.get_paths()["purelib"]
+    path = f"{REPO}:{site}"
+    for python in (sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"):
+        try:
+            done = subprocess.run([python, "-c", "import maild.cli, store.db, parsers.message"],
+                                  env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"}, user=user,
+                                  capture_output=True, timeout=60)
+        except OSError:
+            continue
+        if done.returncode == 0:
+            return python, path
+    return None
+
+
+@pytest.fixture
+def pipe_postfix():
+    """A Postfix whose `example.com` goes to the documented pipe transport, running this
+    checkout's `maild ingest` as nobody, with a folder nobody owns for maild; yields
+    (postfix, sink, folder, maild) where `maild(*argv)` runs the CLI as nobody."""
+    reason = Postfix.unavailable()
+    found = python_for(PIPE_USER) if reason is None else None
+    if reason is None and found is None:
+        reason = f"no Python that {PIPE_USER} can run with this checkout's packages"
+    if reason is not None:
+        _unavailable(reason)
+    python, path = found
+    folder = Path(tempfile.mkdtemp(prefix="maild-pipe-"))
+    os.chmod(folder, 0o755)
+    command = folder / "maild"
+    command.write_text(f'#!/bin/sh\nPYTHONPATH={path} exec {python} -m maild.cli "$@"\n')
+    os.chmod(command, 0o755)
+    config = folder / "maild.yaml"
+    master_cf = "\n".join(documented("master.cf"))
+    for documented_text, ours in (("/usr/bin/maild", str(command)), ("/etc/maild/maild.yaml", str(config)),
+                                  ("user=maild", f"user={PIPE_USER}")):
+        assert documented_text in master_cf
+        master_cf = master_cf.replace(documented_text, ours)
+    sink = Sink()
+    sink.start()
+    server = Postfix(retrying=True, services=[master_cf])
+    server.settings.update(documented_main_cf(server, "main.cf pipe"))
+    user = pwd.getpwnam(PIPE_USER)
+    try:
+        server.route({"example.com": "maild:", SINK_DOMAIN: sink.nexthop})
+        server.start()
+        write_config(folder, f"sqlite:///{folder}/maild.db", server.relay_url)
+        for item in [folder, *folder.rglob("*")]:
+            os.chown(item, user.pw_uid, user.pw_gid)
+
+        def maild(*argv: str) -> subprocess.CompletedProcess:
+            return subprocess.run([str(command), "-c", str(config), *argv], user=user.pw_uid,
+                                  group=user.pw_gid, extra_groups=[], capture_output=True,
+                                  text=True, timeout=120)
+        assert maild("init").returncode == 0
+        yield server, sink, folder, maild
+    except PostfixError as exc:
+        _unavailable(f"Postfix did not start: {exc}")
+    finally:
+        server.close()
+        sink.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_documented_pipe_transport_runs_maild_ingest(pipe_postfix):
+    postfix, sink, folder, maild = pipe_postfix
+    customer = "ida@sink.test"
+    # the spool is unusable (a file where its folder should be): ingest exits 75, Postfix defers
+    spool = folder / "spool"
+    spool.rename(folder / "spool.away")
+    spool.write_text("not a folder")
+    postfix.submit(mail("Printer on fire", sender=f"Ida <{customer}>", message_id="pipe@sink.test"),
+                   customer, [SUPPORT])
+    deferred = postfix.wait_for_delivery(to=SUPPORT, status="deferred")
+    assert (deferred.service, deferred.dsn) == ("pipe", "4.3.0")
+    assert deferred.text.startswith("temporary failure. Command output: ")   # ingest's stderr
+    assert "maild ingest: could not spool the message, retry later" in deferred.text
+    assert postfix.queue()                                       # kept, to be tried again
+
+    spool.unlink()
+    (folder / "spool.away").rename(spool)                        # fixed: the next try goes in
+    sent = postfix.wait_for_delivery(to=SUPPORT, status="sent", timeout=60)
+    assert sent.service == "pipe" and sent.text.startswith("delivered via maild service (")
+    assert "message-id=<pipe@sink.test> ticket=#1 created" in sent.text    # ingest's log line
+    # a bounce of outbound mail 1, with the null sender: null_sender= passes it on as ''
+    verp = bounce_address(SUPPORT, 1)
+    postfix.submit(mail("About your mail", sender="Jo Relay <jo@mx.elsewhere.test>",
+                        message_id="pipe-bounce@mx.elsewhere.test"), "", [verp])
+    postfix.wait_for_delivery(to=verp, status="sent", timeout=60)
+    postfix.wait_queue_empty(timeout=60)
+
+    done = maild("export")
+    assert done.returncode == 0, done.stderr
+    messages = {m["message_id"]: m for line in done.stdout.splitlines()
+                for m in json.loads(line)["messages"]}
+    ticket_mail = messages["pipe@sink.test"]
+    assert ticket_mail["kind"] == "normal" and ticket_mail["from"] == customer
+    assert ticket_mail["delivered_to"][0]["recipient"] == SUPPORT
+    assert ticket_mail["delivered_to"][0]["via"] == "ingest"
+    bounce = messages["pipe-bounce@mx.elsewhere.test"]
+    assert bounce["kind"] == "bounce" and bounce["delivered_to"][0]["recipient"] == verp
+    [ack] = wait_until(lambda: sink.to(customer), 30, "the acknowledgement")
+    assert "[Acme #" in ack.message["Subject"]
+    assert not [d for d in postfix.deliveries() if d.status == "bounced"]
