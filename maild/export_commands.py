@@ -18,7 +18,8 @@ however many there are; the export is one consistent picture (a read transaction
 never blocks the running daemon.  With `--output FILE` it is written to a temporary file
 beside FILE, flushed to disk and renamed, so FILE is either the whole export or absent;
 without it, to stdout.  The file is readable by its owner only (0600).  A summary ("N ticket(s), M message(s)") goes to stderr.
-Exit 0, 64 for a bad date, 1 if FILE cannot be written.
+Exit 0, 64 for a bad date, 1 if FILE cannot be written or the database fails midway
+(then FILE is not created; on stdout, what was written so far stays written).
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def parse_date(option: str, text: str) -> datetime:
 
 
 def cmd_export(args) -> int:
+    import peewee
+
     from maild.commands import _read_database, _settings
     from store.db import utcnow
     from store.export import export_tickets, snapshot
@@ -66,8 +69,13 @@ def cmd_export(args) -> int:
                 out.write(_line(ticket))
                 tickets += 1
                 messages += len(ticket["messages"])
+    except BrokenPipeError:
+        raise                 # `maild export | head`: maild.cli exits quietly
     except OSError as exc:
-        print(f"maild export: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"maild export: {args.output or 'stdout'}: {exc.strerror or exc}", file=sys.stderr)
+        return EX_FAILED
+    except peewee.DatabaseError as exc:
+        print(f"maild export: database error, nothing written: {exc}", file=sys.stderr)
         return EX_FAILED
     finally:
         db.close()            # no read transaction left open: the daemon may be writing
