@@ -16,6 +16,8 @@
     maild [-c CONFIG] show N [--json]
     maild [-c CONFIG] outbox [--status S] [--json]
     maild [-c CONFIG] quarantine list [--json] | replay ID
+    maild [-c CONFIG] export [--since DATE] [--until DATE] [--output FILE] [--with-raw]
+                                              tickets and their messages as JSON lines
 
 CONFIG defaults to $MAILD_CONFIG, else /etc/maild/maild.yaml.  Exit codes follow
 sysexits: 0 ok, 1 a check failed, 64 usage, 75 (EX_TEMPFAIL) `ingest` could not make the
@@ -100,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     qlist.add_argument("--json", action="store_true")
     replay = qsub.add_parser("replay")
     replay.add_argument("id", type=int)
+    export = sub.add_parser("export", help="tickets with their messages as JSON lines, one ticket a line")
+    export.add_argument("--since", help="tickets changed since DATE (YYYY-MM-DD, UTC) or an ISO 8601 time")
+    export.add_argument("--until", help="tickets changed before DATE (YYYY-MM-DD, UTC) or an ISO 8601 time")
+    export.add_argument("--output", type=Path, help="write to FILE (whole or not at all) instead of stdout")
+    export.add_argument("--with-raw", action="store_true",
+                        help="include each message's raw bytes, base64 (raw_base64)")
     return p
 
 

@@ -315,3 +315,8 @@ def cmd_sla(args) -> int:
 def cmd_report(args) -> int:
     from maild.report_commands import cmd_report as run
     return run(args)
+
+
+def cmd_export(args) -> int:
+    from maild.export_commands import cmd_export as run
+    return run(args)

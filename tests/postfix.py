@@ -34,6 +34,12 @@ The instance
     earlier test would be tried first), no DNS (next hops are [ip]:port), IPv4 only,
     smtputf8_enable = yes, compatibility_level = 3.6.
 
+    Postfix(retrying=True) keeps deferred mail instead (maximal_queue_lifetime and
+    bounce_queue_lifetime 1h; with the 1s backoff and queue_run_delay it is tried again
+    every second or so): for tests where maild goes away and comes back, and Postfix must
+    keep the mail meanwhile.  Postfix(settings={"name": "value"}) adds or replaces main.cf
+    parameters (e.g. the ones docs/postfix.md recommends), after everything above.
+
 Routing
     route(mapping) adds or changes entries of the transport_maps table ({address or
     domain: next hop}, e.g. "lmtp:inet:127.0.0.1:2424", "smtp:[127.0.0.1]:2525",
@@ -46,6 +52,9 @@ Routing
     status pipes and they exit at their next event-loop turn.)  A route() takes ~0.1 s
     here; 20 route changes in a row, each followed at once by a mail, all went the new
     way.  An address key wins over its domain's key (transport(5) lookup order).
+    write_map(name, text) writes and postmaps another table (<folder>/etc/<name>) and
+    returns "hash:<path>", for a parameter in `settings` (relay_recipient_maps, say);
+    Postfix(services=[...]) adds master.cf lines (a pipe transport, say).
 
 Submitting and watching
     submit(raw, sender, rcpts) speaks SMTP (stdlib smtplib) to the instance and returns the
@@ -134,6 +143,9 @@ RELOAD_TIMEOUT = 15.0
 WAIT_TIMEOUT = 30.0
 SMTP_TIMEOUT = 30.0
 POLL = 0.05
+# Postfix(retrying=True): deferred mail is kept and tried again every second for an hour
+# instead of being returned at the first failure (maild restarting, not a DSN test).
+RETRYING = {"maximal_queue_lifetime": "1h", "bounce_queue_lifetime": "1h"}
 
 QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]+)")
 DELIVERY = re.compile(
@@ -316,12 +328,20 @@ class Sink:
 class Postfix:
     """One private Postfix instance in a temp folder (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, retrying: bool = False, settings: Mapping[str, str] | None = None,
+                 services: Iterable[str] = ()) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="postfix-"))
         self.host = HOST
         self.port: int | None = None
         self.hostname = MYHOSTNAME
         self.routes: dict[str, str] = {}
+        self.retrying = retrying
+        self.settings = dict(settings or {})
+        self.services = list(services)
+        self._maps: set[Path] = set()
+        for key, value in self.settings.items():
+            if not re.fullmatch(r"[a-z0-9_]+", key) or "\n" in value:
+                raise ValueError(f"bad main.cf setting {key!r} = {value!r}")
         self._log_start = 0
         self._closed = False
         os.chmod(self.directory, 0o755)      # the postfix user must reach queue and data
@@ -388,6 +408,8 @@ class Postfix:
         _write_settled(self.config_directory / "main.cf", self._main_cf())
         _write_settled(self.config_directory / "master.cf", self._master_cf())
         self._write_transport()
+        for table in sorted(self._maps):
+            self._run([POSTMAP, "-c", str(self.config_directory), f"hash:{table}"])
         self._postfix("check")
         self._postfix("start")
         deadline = time.monotonic() + START_TIMEOUT
@@ -441,6 +463,18 @@ class Postfix:
         if self.running:               # else start() writes it
             self._write_transport()
             self._reload()
+
+    def write_map(self, name: str, text: str) -> str:
+        """Write a lookup table <folder>/etc/<name> and postmap it; returns "hash:<path>",
+        the value for a main.cf parameter (e.g. relay_recipient_maps) in `settings`."""
+        if not re.fullmatch(r"[\w.-]+", name) or name in ("main.cf", "master.cf", "transport"):
+            raise ValueError(f"bad map name {name!r}")
+        table = self.config_directory / name
+        table.write_text(text)
+        self._maps.add(table)
+        if (self.config_directory / "main.cf").exists():    # else start() postmaps it
+            self._run([POSTMAP, "-c", str(self.config_directory), f"hash:{table}"])
+        return f"hash:{table}"
 
     def _write_transport(self) -> None:
         table = self.config_directory / "transport"
@@ -560,6 +594,18 @@ class Postfix:
             return None
 
     def _main_cf(self) -> str:
+        """main.cf: the test defaults, then `retrying`, then `settings`; a parameter that
+        comes later replaces the earlier line (one line per parameter: no warnings)."""
+        lines: dict[str, str] = {}
+        for line in self._base_main_cf().splitlines():
+            key, sep, _ = line.partition(" = ")
+            lines[key if sep else line] = line
+        if self.retrying:
+            lines.update((key, f"{key} = {value}") for key, value in RETRYING.items())
+        lines.update((key, f"{key} = {value}") for key, value in self.settings.items())
+        return "\n".join(lines.values()) + "\n"
+
+    def _base_main_cf(self) -> str:
         d = self.directory
         return f"""\
 # Written by tests/postfix.py for one test instance; regenerated at every start.
@@ -615,6 +661,7 @@ biff = no
             "discard unix - - n - - discard", "lmtp unix - - n - - lmtp",
             "anvil unix - - n - 1 anvil", "scache unix - - n - 1 scache",
             "postlog unix-dgram n - n - 1 postlogd",
+            *self.services,
         ]
         return ("# Written by tests/postfix.py for one test instance; every service chroot = n.\n"
                 + "\n".join(services) + "\n")
