@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 SINK_DOMAIN = "sink.test"
 CUSTOMER = "carol@customer.test"
 VACATION = 'require ["vacation"];\nvacation :days 1 :subject "Out of office" "I am away";\n'
+CUSTOMER_PASSWORD = secrets.token_urlsafe(12)
 CORPUS = REPO.parent / "shared" / "corpus"
 PG_URL = os.environ.get("MAILD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -213,4 +214,6 @@ def dovecot_lmtp(postfix_server):
 def customer_mailbox(dovecot_lmtp):
     """carol@customer.test, a fresh mailbox (no mail, has answered no one) with VACATION."""
     dovecot_lmtp.remove_user(CUSTOMER)
-    return dovecot_lmtp.add_user(CUSTOMER, secrets.token_urlsafe(12), sieve=VACATION)
+    # one password for the session: Dovecot re-reads a passwd-file at most once a second,
+    # so a new password written right after the previous test's could be refused
+    return dovecot_lmtp.add_user(CUSTOMER, CUSTOMER_PASSWORD, sieve=VACATION)
