@@ -94,8 +94,15 @@ text is expected is an error: quote it):
 ``limits`` (optional)
     ``max_message_size`` (default 26214400 = 25 MiB): larger mail is refused at the
     door. Bytes, or a string with a unit: ``"25MB"``, ``"25 MiB"``, ``"512k"``, ``"1G"``;
-    k/M/G count 1024s, as in nginx. ``auto_replies_per_hour`` (default 3):
-    automatic mails maild sends to one address per hour (0: none).
+    k/M/G count 1024s, as in nginx.
+
+    Loop brakes (DESIGN §1.5): ``auto_replies_per_hour`` (default 3): automatic mails
+    maild sends to one address per hour (0: none). ``auto_replies_per_ticket_per_hour``
+    (default 3): automatic mails one ticket sends out of the help desk per hour (agents'
+    notifications not counted; 0: none). ``burst_window_minutes`` (default 10; 0: off):
+    a mail whose visible text (whitespace normalised) its sender already sent within this
+    many minutes opens no new ticket: it joins the first one's ticket, with no
+    acknowledgement and no notification.
 ``scheduler`` (optional)
     ``sla_sweep_seconds`` (default 30; 1 or more): how often the SLA sweep looks for
     escalation steps that fell due. ``housekeeping_minutes`` (default 60): how often
@@ -211,6 +218,9 @@ class Trust:
 class Limits:
     max_message_size: int          # bytes
     auto_replies_per_hour: int
+    # loop brakes (DESIGN §1.5)
+    auto_replies_per_ticket_per_hour: int = 3
+    burst_window_minutes: int = 10     # 0: off
 
 
 @dataclass(frozen=True)
@@ -320,6 +330,9 @@ class _Trust(StrictModel):
 class _Limits(StrictModel):
     max_message_size: Size = DEFAULT_MAX_MESSAGE_SIZE
     auto_replies_per_hour: Annotated[int, Field(ge=0)] = 3
+    # loop brakes (DESIGN §1.5)
+    auto_replies_per_ticket_per_hour: Annotated[int, Field(ge=0)] = 3
+    burst_window_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
 
 
 class _Scheduler(StrictModel):
@@ -498,7 +511,9 @@ def _build(doc: _SettingsFile, config_path: Path, imap_passwords: list[str] = ()
         trust=Trust(agents=trust.agents, authserv_id=authserv_id),
         rules_path=resolve(doc.rules),
         limits=Limits(max_message_size=limits.max_message_size,
-                      auto_replies_per_hour=limits.auto_replies_per_hour),
+                      auto_replies_per_hour=limits.auto_replies_per_hour,
+                      auto_replies_per_ticket_per_hour=limits.auto_replies_per_ticket_per_hour,
+                      burst_window_minutes=limits.burst_window_minutes),
         log_level=doc.log_level,
         config_path=config_path,
         scheduler=Scheduler(**(doc.scheduler or _Scheduler()).model_dump()),
