@@ -106,30 +106,30 @@ def record(bounce: BounceRecord) -> int:
         diagnostic=bounce.diagnostic, reporting_mta=bounce.reporting_mta, raw=bounce.raw)
 
 
-def listing(*, unmatched: bool = False, limit: int | None = None) -> list[dict]:
-    """Bounces newest first, as `maild bounces --json` prints them."""
-    query = (Bounce.select(Bounce, Ticket.number, Outbox.template, Outbox.to_address)
-             .join(Ticket, join_type="LEFT OUTER", on=(Bounce.ticket == Ticket.id))
-             .switch(Bounce).join(Outbox, join_type="LEFT OUTER", on=(Bounce.outbox == Outbox.id))
-             .order_by(Bounce.id.desc()))
-    if unmatched:
-        query = query.where(Bounce.ticket.is_null())
-    if limit:
-        query = query.limit(limit)
+_LISTING = ('SELECT b."id", b."received_at", b."from_address", b."subject", b."message_id", '
+            'b."recipient", b."action", b."status", b."diagnostic", b."reporting_mta", b."matched_by", '
+            't."number", b."outbox_id", o."template", o."to_address", LENGTH(b."raw") '
+            'FROM "bounce" b LEFT JOIN "ticket" t ON t."id" = b."ticket_id" '
+            'LEFT JOIN "outbox" o ON o."id" = b."outbox_id" ')
+
+
+def listing(*, unmatched: bool = False, limit: int = 1000) -> list[dict]:
+    """Bounces newest first, as `maild bounces --json` prints them; `unmatched`: only
+    those kept on no ticket."""
+    sql = _LISTING + ('WHERE b."ticket_id" IS NULL ' if unmatched else '') + 'ORDER BY b."id" DESC LIMIT ?'
+    keys = ("id", "received_at", "from", "subject", "message_id", "recipient", "action", "status",
+            "diagnostic", "reporting_mta", "matched_by", "ticket", "outbox", "template", "to", "size")
     out = []
-    for b in query:
-        ticket = b.ticket.number if b.ticket_id is not None else None
-        outbox = b.outbox if b.outbox_id is not None else None
-        out.append({"id": b.id, "received_at": _iso(b.received_at), "from": b.from_address,
-                    "subject": b.subject, "message_id": b.message_id, "recipient": b.recipient,
-                    "action": b.action, "status": b.status, "diagnostic": b.diagnostic,
-                    "reporting_mta": b.reporting_mta, "matched_by": b.matched_by or None,
-                    "ticket": ticket, "outbox": b.outbox_id,
-                    "template": outbox.template if outbox else None,
-                    "to": outbox.to_address if outbox else None,
-                    "size": len(b.raw) if b.raw is not None else None})
+    for row in fetch(Bounce._meta.database, sql, [limit]):
+        item = dict(zip(keys, row))
+        item["received_at"] = _iso(item["received_at"])
+        item["matched_by"] = item["matched_by"] or None
+        out.append(item)
     return out
 
 
 def _iso(value) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value else None
+    if not value:
+        return None
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return at.isoformat(timespec="seconds") + "Z"
