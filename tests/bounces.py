@@ -55,10 +55,10 @@ def postfix_dsn(returned: bytes, *, recipient: str, to: str, action: str = "fail
     report.attach(status_part)
     headers = MIMEBase("text", "rfc822-headers")
     head = returned.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    headers.set_payload(head.decode("utf-8", "replace") + "\n")
+    headers.set_payload(head.decode("utf-8", "replace").replace("\r\n", "\n") + "\n")
     headers["Content-Description"] = "Undelivered Message Headers"
     report.attach(headers)
-    return report.as_bytes()
+    return report.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))
 
 
 def as_message(raw: bytes) -> EmailMessage:
