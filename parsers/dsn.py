@@ -48,7 +48,7 @@ import email.parser
 import email.policy
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 
 from flufl.bounce import all_failures
@@ -57,7 +57,7 @@ from parsers.charsets import decode_bytes
 from parsers.feed import message_from_bytes
 from parsers.headers import as_text, unfold
 from parsers.message import ParsedMail
-from parsers.msgid import normalize_message_id, parse_message_ids
+from parsers.msgid import normalize_message_id
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +190,9 @@ def read_report(mail: ParsedMail, raw: bytes, *, addresses: tuple[str, ...] = ()
 
 @dataclass
 class _Parts:
-    delivery_status: list[list[dict[str, str]]] = None
-    returned_ids: list[str] = None
-
-    def __post_init__(self):
-        self.delivery_status = self.delivery_status or []
-        self.returned_ids = self.returned_ids or []
+    """What the MIME tree holds: delivery-status field blocks, the returned Message-IDs."""
+    delivery_status: list[list[dict[str, str]]] = field(default_factory=list)
+    returned_ids: list[str] = field(default_factory=list)
 
 
 def _parts(message: Message) -> _Parts:

@@ -5,7 +5,7 @@ import collections
 
 import pytest
 
-from parsers.dsn import DELAYED, FAILED, read_report, verp_outbox_id
+from parsers.dsn import FAILED, read_report, verp_outbox_id
 from parsers.message import parse
 from tests.bounces import postfix_dsn
 from tests.parsers.corpus import corpus_files, read
