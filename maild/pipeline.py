@@ -14,7 +14,9 @@ as a new ticket and as a reply, because only the store knows which it is
 
 Bounces: a mail classified `bounce` also gets its `parsers.dsn.DeliveryReport`
 (`inbound.report`), read with the VERP address among its envelope recipients and To
-(ours only: `is_ours`), for `maild.bounce_mail`.  Every mail gets `inbound.body_hash`
+(ours only: `is_ours`), for `maild.bounce_mail` -- unless a person forwarded it
+("Fwd: Undelivered Mail ...", `forwarded_bounce`): that is someone asking about a
+bounce, handled as their mail (a ticket, no acknowledgement).  Every mail gets `inbound.body_hash`
 (`visible_body_hash`), which the burst brake compares.
 
 Identify (DESIGN §5): mail whose From is an agent's address or alias, and that is not
@@ -130,8 +132,16 @@ def prepare(raw: bytes, envelope: Envelope, context: Context, *,
         body_hash=visible_body_hash(mail.visible_text),
         report=read_report(mail, raw, addresses=tuple(
             a for a in (*envelope.rcpt_tos, *mail.to) if context.is_ours(a)))
-        if verdict.kind == BOUNCE else None)
+        if verdict.kind == BOUNCE and not forwarded_bounce(mail, envelope) else None)
     return inbound, routing
+
+
+_FORWARD = re.compile(r"^\s*(?:fwd?|wg|tr|rv|vs)\s*:", re.I)
+
+
+def forwarded_bounce(mail: ParsedMail, envelope: Envelope) -> bool:
+    """A bounce a person forwarded: a forward's subject, and not from the null sender."""
+    return bool(_FORWARD.match(mail.subject)) and envelope.mail_from not in ("", "<>")
 
 
 _SPACE = re.compile(r"\s+")

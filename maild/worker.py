@@ -158,6 +158,6 @@ class Worker:
 
 def handler_for(inbound):
     """The module whose `handle` records `inbound`: bounce_mail, agent_mail or customer_mail."""
-    if inbound.kind == BOUNCE:
+    if inbound.kind == BOUNCE and inbound.report is not None:
         return bounce_mail
     return agent_mail if inbound.author else customer_mail

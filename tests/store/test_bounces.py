@@ -109,6 +109,16 @@ def test_an_unmatched_bounce_opens_no_ticket_and_is_listed(desk):
     assert bytes(Bounce.get_by_id(b["id"]).raw) == raw
 
 
+def test_a_bounce_a_customer_forwards_is_their_question_not_a_bounce(desk):
+    ack = acknowledged(desk)
+    raw = mail("Fwd: Undelivered Mail Returned to Sender", "Why did this come back?\n\n"
+               f"<{CUSTOMER}>: 550 5.1.1 User unknown", message_id="why@customer.example")
+    handled = desk.deliver(raw + returned(ack))
+    assert handled.outcome == "created" and Outbox.get_by_id(ack.id).status == "sent"
+    assert Outbox.select().count() == 1 and Bounce.select().count() == 0   # not acknowledged
+    assert Message.get(Message.message_id == "why@customer.example").kind == "bounce"
+
+
 def test_replaying_a_bounce_changes_nothing(desk):
     ack = acknowledged(desk)
     verp = f"support+bounces-{ack.id}@example.com"
