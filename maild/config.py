@@ -100,9 +100,9 @@ text is expected is an error: quote it):
     maild sends to one address per hour (0: none). ``auto_replies_per_ticket_per_hour``
     (default 3): automatic mails one ticket sends out of the help desk per hour (agents'
     notifications not counted; 0: none). ``burst_window_minutes`` (default 10; 0: off):
-    a mail whose visible text (whitespace normalised) its sender already sent within this
-    many minutes opens no new ticket: it joins the first one's ticket, with no
-    acknowledgement and no notification.
+    a mail whose subject, visible text (whitespace normalised) and attachments its sender
+    already sent within this many minutes opens no new ticket: it joins the first one's
+    ticket, with no acknowledgement and no notification.
 ``scheduler`` (optional)
     ``sla_sweep_seconds`` (default 30; 1 or more): how often the SLA sweep looks for
     escalation steps that fell due. ``housekeeping_minutes`` (default 60): how often

@@ -4,7 +4,7 @@
 
 1. `store.tickets.record_inbound` threads it into a ticket or opens one (duplicates,
    strangers, reopening: see there).  A reply that an `on: reply` rule discards is
-   stored without reopening anything.  A burst -- the same visible text from the same
+   stored without reopening anything.  A burst -- the same subject, text and attachments from the same
    sender within `limits.burst_window_minutes` -- joins the first one's ticket and stops
    there: no rules, no SLA change, no acknowledgement, no notification.
 2. `maild.routing` applies the rules' decision: tags, SLA policy, assignee, discard.
@@ -57,7 +57,7 @@ def handle(inbound: InboundMessage, routing: Routing, context: Context, *, now: 
     if recorded.outcome == DUPLICATE:
         return Outcome(recorded)
     if recorded.collapsed:
-        return Outcome(recorded, summary="collapsed: the same text as a mail just before")
+        return Outcome(recorded, summary="collapsed: the same mail as one just before")
     if inbound.auth:
         tickets.add_event(recorded.ticket_id, now, inbound.from_address, "auth_failed", inbound.auth)
     applied = rules_routing.apply(recorded, routing, context.ruleset, now=now,

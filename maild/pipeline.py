@@ -17,7 +17,8 @@ Bounces: a mail classified `bounce` also gets its `parsers.dsn.DeliveryReport`
 (ours only: `is_ours`), for `maild.bounce_mail` -- unless a person forwarded it
 ("Fwd: Undelivered Mail ...", `forwarded_bounce`): that is someone asking about a
 bounce, handled as their mail (a ticket, no acknowledgement).  Every mail gets `inbound.body_hash`
-(`visible_body_hash`), which the burst brake compares.
+(`visible_body_hash`: its subject, visible text and attachments), which the burst brake
+compares.
 
 Identify (DESIGN §5): mail whose From is an agent's address or alias, and that is not
 automatic, is checked with `parsers.auth` under `context.trust` (the DKIM policy may look
@@ -129,7 +130,8 @@ def prepare(raw: bytes, envelope: Envelope, context: Context, *,
         author=author, auth=auth, commands=commands,
         to_comment=bool(context.comment_address)
         and context.comment_address in (*envelope.rcpt_tos, *mail.to, *mail.cc),
-        body_hash=visible_body_hash(mail.visible_text),
+        body_hash=visible_body_hash(mail.visible_text, mail.subject,
+                                    tuple(a.sha256 for a in mail.attachments)),
         report=read_report(mail, raw, addresses=tuple(
             a for a in (*envelope.rcpt_tos, *mail.to) if context.is_ours(a)))
         if verdict.kind == BOUNCE and not forwarded_bounce(mail, envelope) else None)
@@ -147,11 +149,18 @@ def forwarded_bounce(mail: ParsedMail, envelope: Envelope) -> bool:
 _SPACE = re.compile(r"\s+")
 
 
-def visible_body_hash(text: str) -> str | None:
-    """sha256 (hex) of the visible text with whitespace runs made one space, trimmed;
-    None when nothing is left (mail with an empty text says nothing about sameness)."""
+def visible_body_hash(text: str, subject: str = "", attachments: tuple[str, ...] = ()) -> str | None:
+    """sha256 (hex) of what makes two mails the same mail: the visible text with
+    whitespace runs made one space, the subject likewise, the attachments' hashes.
+    The subject and attachments count because people send one text with different
+    subjects or files ("invoice attached") and mean different things; None when there
+    is neither text nor an attachment (an empty mail says nothing about sameness)."""
     normalised = _SPACE.sub(" ", text or "").strip()
-    return hashlib.sha256(normalised.encode("utf-8")).hexdigest() if normalised else None
+    if not normalised and not attachments:
+        return None
+    title = _SPACE.sub(" ", subject or "").strip()
+    whole = "\n".join((title, normalised, *sorted(attachments)))
+    return hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _aware(at: datetime | None) -> datetime:

@@ -12,8 +12,8 @@ audit events and the outbox rows the caller adds commit together or not at all
    the same message for another of our addresses joins the message already stored;
 2. the ticket named by the subject token, then by In-Reply-To/References (our own
    outbound Message-IDs carry the ticket number, so they match without a row);
-3. a burst: mail that would open a new ticket, but whose visible text (`body_hash`) its
-   sender sent within `burst_window` already, joins the first one's ticket (event
+3. a burst: mail that would open a new ticket, but whose subject, visible text and
+   attachments (`body_hash`) its sender sent within `burst_window` already, joins the first one's ticket (event
    `collapsed` naming it) and changes nothing there -- a client or robot resending the
    same mail opens one ticket, not five;
 4. otherwise a new ticket, numbered from the `ticket` counter.
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 CREATED, APPENDED, DUPLICATE = "created", "appended", "duplicate"
 BY_TOKEN, BY_HEADERS, BY_OUR_ID, NEW = "subject token", "In-Reply-To/References", "our Message-ID", "new ticket"
-BY_BURST = "burst of the same text"
+BY_BURST = "burst of the same mail"
 REOPENS = ("resolved",)       # a reply reopens these
 CLOSED = ("closed",)          # a reply reopens these within reopen_days, else opens a new, linked one
 WAITS = ("pending",)          # a customer's reply ends the wait: the ticket is open again
@@ -89,7 +89,7 @@ class InboundMessage:
     to_comment: bool = False            # the comment address is among its recipients (envelope, To, Cc)
     auth: str = ""                      # why mail from an agent's address did not count as theirs
     commands: CommandBlock | None = None  # an agent's command lines and the text after them
-    body_hash: str | None = None        # sha256 of the visible text, normalised; None: no text
+    body_hash: str | None = None        # sha256 of subject, visible text, attachments (pipeline.visible_body_hash)
     report: DeliveryReport | None = None  # a bounce's contents (parsers.dsn)
 
 
@@ -103,7 +103,7 @@ class Recorded:
     unverified: bool = False
     reopened: bool = False
     linked_to: int | None = None
-    collapsed: bool = False       # joined the ticket of the same text sent just before (BY_BURST)
+    collapsed: bool = False       # joined the ticket of the same mail sent just before (BY_BURST)
 
     @property
     def created(self) -> bool:
@@ -163,7 +163,7 @@ def record_inbound(msg: InboundMessage, *, now: datetime, reopen_days: int = 14,
 
 def burst_origin(msg: InboundMessage, since: datetime) -> tuple[int, int, str, datetime] | None:
     """(message pk, ticket id, Message-ID, received at) of the first inbound mail since
-    `since` from this sender with this visible text; None without one (or without text)."""
+    `since` from this sender with this `body_hash`; None without one (or without a hash)."""
     if not msg.body_hash or not msg.from_address:
         return None
     rows = fetch(_db(), 'SELECT "id", "ticket_id", "message_id", "created_at" FROM "message" '
@@ -181,7 +181,7 @@ def _collapse(msg: InboundMessage, first, now: datetime) -> Recorded:
     ticket.save()
     at = first_at if isinstance(first_at, datetime) else datetime.fromisoformat(str(first_at))
     add_event(ticket.id, now, msg.from_address, "collapsed",
-              f"the same text as message <{first_id or f'#{first_pk}'}> received {at:%Y-%m-%d %H:%M:%S} UTC: "
+              f"the same mail as message <{first_id or f'#{first_pk}'}> received {at:%Y-%m-%d %H:%M:%S} UTC: "
               "no new ticket, no acknowledgement, no notification")
     return Recorded(APPENDED, ticket.number, ticket.id, message_pk, BY_BURST, collapsed=True)
 

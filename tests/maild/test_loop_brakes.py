@@ -66,9 +66,12 @@ def test_a_burst_ends_with_its_window_and_other_text_is_a_new_ticket(desk):
     assert Ticket.select().count() == 3 and Outbox.select().count() == 3
 
 
-def test_whitespace_does_not_make_a_mail_new_and_an_empty_text_never_collapses():
-    assert visible_body_hash("Hello\n\n  world ") == visible_body_hash("Hello world")
-    assert visible_body_hash(" \n\t") is None and visible_body_hash("") is None
+def test_whitespace_does_not_make_a_mail_new_but_subject_and_attachments_do():
+    assert visible_body_hash("Hello\n\n  world ", "Hi") == visible_body_hash("Hello world", "Hi ")
+    assert visible_body_hash("Hello world", "Invoice 1") != visible_body_hash("Hello world", "Invoice 2")
+    assert visible_body_hash("See attached", "x", ("aa",)) != visible_body_hash("See attached", "x", ("bb",))
+    assert visible_body_hash(" \n\t", "x") is None and visible_body_hash("", "") is None
+    assert visible_body_hash("", "scan", ("aa",)) is not None
 
 
 def test_a_burst_window_of_0_turns_collapsing_off(tmp_path, database_url, db):
