@@ -94,8 +94,16 @@ text is expected is an error: quote it):
 ``limits`` (optional)
     ``max_message_size`` (default 26214400 = 25 MiB): larger mail is refused at the
     door. Bytes, or a string with a unit: ``"25MB"``, ``"25 MiB"``, ``"512k"``, ``"1G"``;
-    k/M/G count 1024s, as in nginx. ``auto_replies_per_hour`` (default 3):
-    automatic mails maild sends to one address per hour (0: none).
+    k/M/G count 1024s, as in nginx.
+
+    Loop brakes (DESIGN §1.5): ``auto_replies_per_hour`` (default 3): automatic mails
+    maild sends to one address per hour (0: none). ``auto_replies_per_ticket_per_hour``
+    (default 3): automatic mails one ticket sends out of the help desk per hour (agents'
+    notifications not counted; 0: none). ``burst_window_minutes`` (default 10; 0: off):
+    a mail whose subject, visible text (whitespace normalised) and attachments its sender
+    already sent within this many minutes opens no new ticket: it joins the first one's
+    ticket, with no acknowledgement and no notification.
+
     What maild reads of a message it accepted (hostile mail; docs/hygiene.md, and
     `parsers.limits` for why each default): ``max_header_bytes`` (default 256k, a size)
     and ``max_headers`` (default 1000): a header section over either is quarantined
@@ -223,6 +231,9 @@ class Limits:
     max_message_size: int          # bytes
     auto_replies_per_hour: int
     parse: parse_limits.Limits = parse_limits.Limits()    # what maild reads of a message
+    # loop brakes (DESIGN §1.5)
+    auto_replies_per_ticket_per_hour: int = 3
+    burst_window_minutes: int = 10     # 0: off
 
 
 @dataclass(frozen=True)
@@ -341,6 +352,9 @@ class _Limits(StrictModel):
     max_mime_depth: Annotated[int, Field(ge=1)] = _PARSE.max_mime_depth
     max_attachments: Annotated[int, Field(ge=1)] = _PARSE.max_attachments
     max_attachment_size: Size = _PARSE.max_attachment_size
+    # loop brakes (DESIGN §1.5)
+    auto_replies_per_ticket_per_hour: Annotated[int, Field(ge=0)] = 3
+    burst_window_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
 
 
 class _Scheduler(StrictModel):
@@ -525,7 +539,9 @@ def _build(doc: _SettingsFile, config_path: Path, imap_passwords: list[str] = ()
                           max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers,
                           max_mime_parts=limits.max_mime_parts, max_mime_depth=limits.max_mime_depth,
                           max_attachments=limits.max_attachments,
-                          max_attachment_size=limits.max_attachment_size)),
+                          max_attachment_size=limits.max_attachment_size),
+                      auto_replies_per_ticket_per_hour=limits.auto_replies_per_ticket_per_hour,
+                      burst_window_minutes=limits.burst_window_minutes),
         log_level=doc.log_level,
         config_path=config_path,
         scheduler=Scheduler(**(doc.scheduler or _Scheduler()).model_dump()),
