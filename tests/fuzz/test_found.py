@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from parsers.charsets import decode_bytes
 from parsers.message import parse
 
 
@@ -13,3 +14,12 @@ def test_a_file_group_or_record_separator_in_a_header_is_no_line_break(separator
     mail = parse(f"From: a@example.org\nSubject: one{separator}Bcc: x@evil.example\n\nhi\n".encode())
     assert mail.subject == "one Bcc: x@evil.example"
     assert mail.subject.splitlines() == [mail.subject]
+
+
+@pytest.mark.parametrize("data, charset", [(b"+2AA-", "utf-7"), (b"a\x00b", "utf-8"),
+                                           (b"a\x00b", None)])
+def test_decoded_text_never_carries_a_lone_surrogate_or_nul(data, charset):
+    # UTF-7 decodes '+2AA-' to the lone surrogate U+D800, which UTF-8 storage refuses.
+    text, _ = decode_bytes(data, charset)
+    text.encode("utf-8")
+    assert "\x00" not in text
