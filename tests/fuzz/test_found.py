@@ -6,6 +6,7 @@ import pytest
 
 from parsers.charsets import decode_bytes
 from parsers.message import parse
+from parsers.threading import make_message_id, ticket_from_message_id
 
 
 @pytest.mark.parametrize("separator", ["\x1c", "\x1d", "\x1e"])
@@ -23,3 +24,13 @@ def test_decoded_text_never_carries_a_lone_surrogate_or_nul(data, charset):
     text, _ = decode_bytes(data, charset)
     text.encode("utf-8")
     assert "\x00" not in text
+
+
+@pytest.mark.parametrize("ticket", [-1, 10**18, 2**63])
+def test_a_ticket_number_our_message_ids_cannot_carry_is_refused(ticket):
+    # 'maild.-1.x@host' was made, and read back as None: the reply lost its ticket.
+    with pytest.raises(ValueError):
+        make_message_id(ticket, "help.example.com", "x")
+    top = 10**18 - 1
+    assert ticket_from_message_id(make_message_id(top, "help.example.com", "x"),
+                                  "help.example.com") == top
