@@ -33,7 +33,7 @@ def test_any_bytes_in_any_charset_decode_to_storable_text(data, charset):
     assert storable(text) and isinstance(note, str)
 
 
-@fuzz_settings(300)
+@fuzz_settings(200)
 @given(values | st.text(max_size=100).map(lambda s: s.encode("utf-8", "surrogatepass")))
 def test_header_values_decode_to_one_storable_line(value):
     raw = value.decode("ascii", "surrogateescape")          # as the stdlib hands them over
@@ -44,7 +44,7 @@ def test_header_values_decode_to_one_storable_line(value):
         assert storable(address) and address and not any(ch.isspace() for ch in address)
 
 
-@fuzz_settings(300)
+@fuzz_settings(150)
 @given(message_id_lists() | address_lists | encoded_phrases() | st.binary(max_size=80))
 def test_message_ids_found_are_normalized_and_stable(value):
     text = value.decode("utf-8", "replace")
