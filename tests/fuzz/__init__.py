@@ -22,6 +22,8 @@ Targets (one file each)
     test_text.py       charsets, header words, Message-IDs, quotes, command lines
     test_pipeline.py   maild.pipeline.prepare with the shipped rules and a trust policy:
                        the raw bytes kept, or a refusal; agents only when proven
+    test_signals.py    one header added on top of any mail: an automatic signal is never
+                       answered; our subject token or Message-ID finds the ticket
     test_memory.py     tracemalloc peak of parse() <= K x size + C on mutated corpus mail
     test_found.py      bugs found and fixed in parsers/, one test each
     test_reported.py   bugs found outside this folder's reach, xfail(strict) reproducers

@@ -2,20 +2,17 @@
 real mail, header soups and would-be agent mail, with the shipped rules.yaml (queues,
 teams, contacts, calendars, every kind of condition) and the authentication-results trust
 policy: it returns what the store records, with the raw bytes unchanged, or refuses with
-one of the parser's own exceptions.  Nothing in a message makes it raise anything else."""
+one of the parser's own exceptions.  Nothing in a message makes it raise anything else.
+(The `context` fixture is in conftest.py.)"""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
-import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from maild.config import load_settings
 from maild.envelope import Envelope
 from maild.pipeline import may_auto_reply, prepare
-from maild.runtime import build_context, load_policy
 from parsers.classify import AUTOMATIC, NORMAL
 from parsers.commands import COMMANDS, CommandBlock
 from rules.model import PRIORITIES
@@ -24,23 +21,10 @@ from tests.fuzz.budget import fuzz_settings
 from tests.fuzz.checks import ALLOWED
 from tests.fuzz.mutations import mutated_messages, split_message
 from tests.fuzz.soups import soup_messages
-from tests.integration.harness import write_config
 
-SHIPPED_RULES = Path(__file__).resolve().parents[2] / "deploy" / "etc" / "rules.yaml"
-TRUST = "{agents: authentication-results, authserv_id: mx.example.com}"
 AGENTS = ("alice@example.com", "bob@example.com", "alice@corp.example.com", "dave@example.com")
 COMMAND_LINES = ("#status pending", "#priority urgent", "#assign bob", "#queue billing",
                  "#tag vip", "#close", "#note", "#stauts x", "#priority asap", "#tag " + "x" * 80)
-
-
-@pytest.fixture(scope="module")
-def context(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz-pipeline")
-    config = write_config(folder, f"sqlite:///{folder}/unused.db", "maildir:outbox",
-                          rules=SHIPPED_RULES.read_text(encoding="utf-8"), trust=TRUST,
-                          helpdesk="comment_address: support+comment@example.com")
-    settings = load_settings(config)
-    return build_context(settings, *load_policy(settings))
 
 
 _BASES = mutated_messages() | soup_messages()
