@@ -30,7 +30,7 @@ Targets (one file each)
 
 Running
     In the suite each target runs a small, fixed, derandomized set of examples (the whole
-    folder in ~20 s), without the example database: CI is reproducible.  Long, random
+    folder in ~25 s of CPU), without the example database: CI is reproducible.  Long, random
     runs on demand (examples per target; failures kept in .hypothesis/examples and
     replayed first next time; statistics give the counts):
 

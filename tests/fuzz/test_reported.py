@@ -24,12 +24,12 @@ def test_an_unnamed_attachment_gets_the_same_name_on_every_parse():
 
 
 EMPTY_PARTS = (b"From: a@example.org\nSubject: x\nContent-Type: multipart/mixed; boundary=b\n\n"
-               + b"--b\n\n" * 6_000 + b"--b--\n")
+               + b"--b\n\n" * 3_000 + b"--b--\n")
 
 
 @pytest.mark.xfail(strict=True, reason="parsers/message.py + feed.py: each MIME part costs "
                    "~330 bytes and ~30 us however small it is; 5-byte empty parts make ~67x "
-                   "the message size in memory and ~6 s of CPU per MB (the shipped 25 MB "
+                   "the message size in memory and ~5 s of CPU per MB (the shipped 25 MB "
                    "limit: ~1.7 GB, minutes of the store thread); real mail stays <= 10x")
 def test_a_message_of_empty_mime_parts_costs_no_more_memory_than_real_mail():
     assert parse_peak(EMPTY_PARTS) <= K_REAL * len(EMPTY_PARTS) + C

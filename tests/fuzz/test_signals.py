@@ -42,7 +42,7 @@ def prepared(raw, context):
         return None, None
 
 
-@fuzz_settings(40)
+@fuzz_settings(30)
 @given(MESSAGES, AUTOMATIC_SIGNALS, NEWLINES)
 def test_a_mail_that_says_it_is_automatic_is_never_answered(context, raw, signal, newline):
     inbound, routing = prepared(signal + newline + raw, context)
@@ -56,7 +56,7 @@ SUBJECT_TOKENS = st.sampled_from([b"[Acme #%d]", b"Re: [Acme #%d]", b"AW: RE: [a
                                   b"=?utf-8?q?Re=3A_=5BAcme_=23%d=5D?=", b"Fwd: [ Acme # %d ]"])
 
 
-@fuzz_settings(40)
+@fuzz_settings(30)
 @given(MESSAGES, TICKETS, SUBJECT_TOKENS, NEWLINES)
 def test_a_reply_with_our_subject_token_finds_its_ticket(context, raw, ticket, token, newline):
     subject = b"Subject: " + (token % ticket) + b" Printer"
@@ -65,7 +65,7 @@ def test_a_reply_with_our_subject_token_finds_its_ticket(context, raw, ticket, t
         assert inbound.token_ticket == ticket, inbound.subject
 
 
-@fuzz_settings(40)
+@fuzz_settings(30)
 @given(MESSAGES, TICKETS, st.sampled_from(["In-Reply-To", "References"]), NEWLINES)
 def test_a_reply_to_our_message_id_finds_its_ticket(context, raw, ticket, header, newline):
     message_id = make_message_id(ticket, context.hostname, "3f9a1c2b")
