@@ -45,7 +45,13 @@ _GUESSES = ("koi8_r", "cp1251", "gb18030", "euc_jp", "cp932")
 
 def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str]:
     """(text, note): `data` decoded as the declared charset or, failing that, its
-    relatives, UTF-8, or a guess; `note` says which fallback was used ('' if none)."""
+    relatives, UTF-8, or a guess; `note` says which fallback was used ('' if none).
+    The text is `clean`: UTF-7 and UTF-16 can encode lone surrogates, any charset NUL."""
+    text, note = _decode(data, charset)
+    return clean(text), note
+
+
+def _decode(data: bytes, charset: str | None) -> tuple[str, str]:
     codec = _codec(charset)
     order = [codec] if codec else []
     if codec in _OFTEN_MISLABELLED or not codec:

@@ -36,7 +36,8 @@ def unfold(value: str) -> str:
     return _FOLD.sub("", value).replace("\r", " ").replace("\n", " ").strip()
 
 
-_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
+# Every character str.splitlines() breaks at (also the file/group/record separators).
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
 
 
 def decode_header(value) -> str:

@@ -62,10 +62,14 @@ def add_token(subject: str, prefix: str, number: int) -> str:
 
 
 def make_message_id(ticket: int, hostname: str, unique: str) -> str:
-    """Normalized Message-ID (no angle brackets) for an outbound mail about `ticket`."""
+    """Normalized Message-ID (no angle brackets) for an outbound mail about `ticket`.
+    ValueError for anything `ticket_from_message_id` could not read back: an unusable
+    hostname or unique part, a negative ticket or one of more than 18 digits."""
     host = hostname.strip().lower()
     if not host or not _UNIQUE.fullmatch(host) or not _UNIQUE.fullmatch(unique or ""):
         raise ValueError(f"unusable hostname or unique part: {hostname!r}, {unique!r}")
+    if not 0 <= int(ticket) < 10**_MAX_DIGITS:
+        raise ValueError(f"ticket number out of range: {ticket!r}")
     return f"maild.{int(ticket)}.{unique}@{host}"
 
 
