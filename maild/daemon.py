@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 RESCAN_SECONDS = 5.0        # pick up released batches and mail spooled by `maild ingest`
 STORE_RETRY_SECONDS = 5.0   # back-off while the ticket database is unreachable
+LISTENER_DRAIN_SECONDS = 5.0   # a client finishing the message it is sending, at most
 IMAP_DRAIN_SECONDS = 20.0   # an IMAP account finishing its batch on drain, at most (systemd
                             # waits 30 s; cancelling later is safe: see maild/imap_progress.py)
 
@@ -222,15 +223,21 @@ class Daemon:
         return {account.name: account.state for account in self.imap_accounts}
 
     async def _close_listeners(self) -> None:
-        """Drain the intake: listeners answer 421 and close; IMAP accounts finish the batch
-        in hand (at most IMAP_DRAIN_SECONDS; a cancelled one acknowledged nothing more)."""
+        """Drain the intake: listeners answer 421 and close, a client sending a message
+        finishes it (at most LISTENER_DRAIN_SECONDS); IMAP accounts finish the batch in
+        hand (at most IMAP_DRAIN_SECONDS; a cancelled one acknowledged nothing more)."""
         for handler in self.handlers:
-            handler.draining = True
+            handler.drain()
         for server in self.servers:
             server.close()
+        closed = await asyncio.gather(*(handler.sessions_closed(LISTENER_DRAIN_SECONDS)
+                                        for handler in self.handlers))   # 3.11's wait_closed() won't
+        if not all(closed):
+            log.warning("a client connection outlived the drain window; its message was "
+                        "not acknowledged, the client sends it again")
         for server in self.servers:
             try:
-                await asyncio.wait_for(server.wait_closed(), timeout=5)
+                await asyncio.wait_for(server.wait_closed(), timeout=LISTENER_DRAIN_SECONDS)
             except asyncio.TimeoutError:
                 log.warning("a client connection outlived the drain window")
         if self.imap_tasks:
