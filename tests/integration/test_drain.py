@@ -74,8 +74,11 @@ def tickets_after_restart(config, smtp: int, expected: int) -> list[str]:
         assert daemon.wait(TIMEOUT_STOP_SEC) == 0
 
 
-async def test_sigterm_lets_the_mta_finish_the_message_it_is_sending_then_answers_421(tmp_path, database_url):
-    config, lmtp, smtp = configure(tmp_path, database_url)
+# The first two are about the intake and the spool, which are SQLite whatever the ticket
+# database: they run on SQLite only.
+
+async def test_sigterm_lets_the_mta_finish_the_message_it_is_sending_then_answers_421(tmp_path):
+    config, lmtp, smtp = configure(tmp_path, f"sqlite:///{tmp_path}/maild.db")
     daemon = start_daemon(config)
     try:
         wait_listening(lmtp, daemon)
@@ -99,8 +102,8 @@ async def test_sigterm_lets_the_mta_finish_the_message_it_is_sending_then_answer
     assert tickets_after_restart(config, smtp, 1) == ["In hand"]
 
 
-async def test_a_second_sigterm_exits_at_once_and_loses_nothing_acknowledged(tmp_path, database_url):
-    config, lmtp, smtp = configure(tmp_path, database_url)
+async def test_a_second_sigterm_exits_at_once_and_loses_nothing_acknowledged(tmp_path):
+    config, lmtp, smtp = configure(tmp_path, f"sqlite:///{tmp_path}/maild.db")
     daemon = start_daemon(config)
     try:
         wait_listening(smtp, daemon)
