@@ -152,30 +152,59 @@ def _process_spool(settings, spool, *, send: bool) -> None:
 
 
 def cmd_check(args) -> int:
-    """Like `nginx -t`: settings, rules and every template rendered with sample data."""
+    """Like `nginx -t`: maild.yaml (a fault there exits 78, see maild.cli), rules.yaml, and
+    every template compiled and rendered with sample data (a built-in with its own, one a
+    rule or an SLA escalation names with what it gets there).  Every problem found is
+    printed, each starting with file:line; exit 1 if there was any.  (A template that
+    doesn't compile stops the template checks there, as in `nginx -t`.)"""
     import templates
-    from maild.runtime import load_policy
+    from maild.runtime import _override_dir, load_policy
+    from rules.load import load_rules
     from rules.source import ConfigError
 
     settings = _settings(args)
+    problems, env, ruleset = [], None, None
     try:
-        ruleset, env = load_policy(settings)
-        for name, sample in templates.SAMPLE_CONTEXTS.items():
-            env.render(name, sample)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EX_FAILED
+        env = templates.TemplateEnvironment(_override_dir(settings))    # compiles them all
     except templates.TemplateError as exc:
-        print(f"templates: {exc}", file=sys.stderr)
-        return EX_FAILED
+        problems.append(str(exc))
+    for name in env.names() if env else ():
+        if name in templates.SAMPLE_CONTEXTS:
+            try:
+                env.render(name, templates.SAMPLE_CONTEXTS[name])
+            except templates.TemplateError as exc:
+                problems.append(str(exc))
+    try:
+        if env is None:
+            load_rules(settings.rules_path)        # the rules alone: no template names to check
+        else:
+            ruleset, env = load_policy(settings)   # the rules, and the templates they name
+    except ConfigError as exc:
+        problems.append(str(exc))
     except OSError as exc:
-        print(f"{settings.rules_path}: {exc.strerror or exc}", file=sys.stderr)
+        problems.append(f"{settings.rules_path}: {exc.strerror or exc}")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        print(f"maild check: failed ({len(problems)} problem(s) above)", file=sys.stderr)
         return EX_FAILED
-    for warning in settings.warnings:              # valid, but the sysadmin should know
-        print(f"{settings.config_path}: warning: {warning}", file=sys.stderr)
+    warnings = [f"{settings.config_path}: warning: {w}" for w in settings.warnings]
+    for warning in warnings + _unused_templates(ruleset, env):     # valid, but worth knowing
+        print(warning, file=sys.stderr)
     queues = ", ".join(f"{q.name} <{q.address}>" for q in ruleset.queues)
-    print(f"{settings.config_path}: ok\n{settings.rules_path}: ok ({queues})\ntemplates: ok")
+    print(f"{settings.config_path}: ok\n{settings.rules_path}: ok ({queues})\n"
+          f"templates: ok ({', '.join(env.names())})")
     return EX_OK
+
+
+def _unused_templates(ruleset, env) -> list[str]:
+    """Site templates that no rule, escalation or built-in mail uses (a misspelt name?)."""
+    import templates
+
+    used = set(templates.SAMPLE_CONTEXTS)
+    used.update(r.then.auto_reply for r in ruleset.rules if isinstance(r.then.auto_reply, str))
+    used.update(step.template for policy in ruleset.sla_policies for step in policy.escalations)
+    return [f"{env.override_dir}/{name}{templates.TEXT_SUFFIX}: warning: named by no rule "
+            f"or escalation, never sent" for name in env.names() if name not in used]
 
 
 def _listing(args, rows, line, noun: str) -> int:

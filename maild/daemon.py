@@ -19,6 +19,15 @@ templates (keeping the last good ones).  SIGTERM drains: listeners answer 421 an
 the batch in hand is finished and committed, the delivery in progress completes, then
 the process exits 0.  A second SIGTERM exits at once; everything acknowledged is in the
 spool and is processed on the next start.
+
+systemd (`Type=notify`, maild/notify.py; a no-op without NOTIFY_SOCKET): READY=1 once the
+listeners are bound; STATUS= every STATUS_SECONDS with the spool's depths, the outbox
+and the IMAP accounts (counted on the store thread, maild/status.py); WATCHDOG=1 from the
+event loop at half of WatchdogSec, in `serve` only while the processing child's loop
+beats too (maild/child.py), so either loop hanging gets maild restarted; RELOADING=1 and
+READY=1 around a SIGHUP reload; STOPPING=1 when the drain begins.  The watchdog watches
+the event loops, not the store thread: a hung database call is its driver's timeout's
+business, and mail keeps being accepted meanwhile.
 """
 from __future__ import annotations
 
@@ -29,6 +38,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+from maild import notify, status
 from maild.aio import wait_first
 from maild.child import ProcessingChild
 from maild.envelope import Envelope
@@ -48,8 +58,13 @@ log = logging.getLogger(__name__)
 
 RESCAN_SECONDS = 5.0        # pick up released batches and mail spooled by `maild ingest`
 STORE_RETRY_SECONDS = 5.0   # back-off while the ticket database is unreachable
+LISTENER_DRAIN_SECONDS = 5.0   # a client finishing the message it is sending, at most
 IMAP_DRAIN_SECONDS = 20.0   # an IMAP account finishing its batch on drain, at most (systemd
                             # waits 30 s; cancelling later is safe: see maild/imap_progress.py)
+STATUS_SECONDS = 5.0        # STATUS= for `systemctl status`, at most this stale
+BEAT_SECONDS = 1.0          # processing child -> serve: "my event loop runs"
+CHILD_SILENCE_SECONDS = 15.0   # a processing child silent this long is stuck (without a
+                               # watchdog; with one: half its interval, at least 3 beats)
 
 
 BOTH, INTAKE, PROCESSING = "both", "intake", "processing"
@@ -79,6 +94,9 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.ready = asyncio.Event()          # listeners bound: mail is accepted
         self.store_ready = asyncio.Event()    # database open: mail is processed
+        self.notifier = notify.Notifier.from_environment()
+        self.outbox_counter = status.OutboxCounter(self.settings.database_url, own=role == INTAKE)
+        self.reload_refused = False
 
     async def in_store(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.store, partial(fn, *args))
@@ -108,6 +126,9 @@ class Daemon:
         log.info("maild %s ready: %s", self.role, ", ".join(self.bound()) or "no listeners")
         if self.wake_fd is not None:
             self._watch_parent()                 # before the store: a dead parent stops us even then
+        self.notifier.ready()
+        notifying = asyncio.create_task(self._notify_loop(), name="notify")
+        notifying.add_done_callback(self._task_ended)
         if self.role == INTAKE:
             await self._run_intake()
         elif await self._open_store():
@@ -133,6 +154,8 @@ class Daemon:
             await self.in_store(self.db.close)
         else:
             await self._close_listeners()
+        notifying.cancel()
+        self.store.submit(self.outbox_counter.close)
         self.store.shutdown(wait=True)
         self.runtime.spool.close()
         if self.role != PROCESSING:
@@ -152,7 +175,7 @@ class Daemon:
         await self.child.stop()
 
     def _watch_parent(self) -> None:
-        """Processing role: a byte on the wake pipe means new mail; EOF, the parent is gone."""
+        """Processing role: a byte on the wake socket means new mail; EOF, the parent is gone."""
         def readable() -> None:
             try:
                 data = os.read(self.wake_fd, 4096)
@@ -222,15 +245,21 @@ class Daemon:
         return {account.name: account.state for account in self.imap_accounts}
 
     async def _close_listeners(self) -> None:
-        """Drain the intake: listeners answer 421 and close; IMAP accounts finish the batch
-        in hand (at most IMAP_DRAIN_SECONDS; a cancelled one acknowledged nothing more)."""
+        """Drain the intake: listeners answer 421 and close, a client sending a message
+        finishes it (at most LISTENER_DRAIN_SECONDS); IMAP accounts finish the batch in
+        hand (at most IMAP_DRAIN_SECONDS; a cancelled one acknowledged nothing more)."""
         for handler in self.handlers:
-            handler.draining = True
+            handler.drain()
         for server in self.servers:
             server.close()
+        closed = await asyncio.gather(*(handler.sessions_closed(LISTENER_DRAIN_SECONDS)
+                                        for handler in self.handlers))   # 3.11's wait_closed() won't
+        if not all(closed):
+            log.warning("a client connection outlived the drain window; its message was "
+                        "not acknowledged, the client sends it again")
         for server in self.servers:
             try:
-                await asyncio.wait_for(server.wait_closed(), timeout=5)
+                await asyncio.wait_for(server.wait_closed(), timeout=LISTENER_DRAIN_SECONDS)
             except asyncio.TimeoutError:
                 log.warning("a client connection outlived the drain window")
         if self.imap_tasks:
@@ -270,9 +299,64 @@ class Daemon:
         self.stop.set()
 
     def _on_hup(self) -> None:
-        asyncio.get_running_loop().run_in_executor(None, self.runtime.reload)
+        self.notifier.reloading()
+        reload = asyncio.get_running_loop().run_in_executor(None, self.runtime.reload)
+        reload.add_done_callback(self._reloaded)
         if self.child is not None:
             self.child.forward(signal.SIGHUP)
+
+    def _reloaded(self, reload: asyncio.Future) -> None:
+        self.reload_refused = not reload.result()       # Runtime.reload never raises
+        self.notifier.ready()
+
+    async def _notify_loop(self) -> None:
+        """Tell systemd how we are (see the module docstring); the processing child beats
+        to its parent instead.  Counting (only under systemd) never delays a ping: it runs
+        on the store thread while the pings go on."""
+        if self.wake_fd is not None:
+            return await self._beat_to_parent()
+        interval = self.notifier.watchdog_seconds
+        tick = min(STATUS_SECONDS, interval / 2) if interval else STATUS_SECONDS
+        silence = max(interval / 2, 3 * BEAT_SECONDS) if interval else CHILD_SILENCE_SECONDS
+        loop, counting, next_status = asyncio.get_running_loop(), None, 0.0
+        stopping = stuck = False
+        while True:
+            stuck = self._child_stuck(silence, was=stuck, watchdog=bool(interval))
+            if self.stop.is_set() and not stopping:
+                self.notifier.stopping("draining")
+                stopping = True
+            if interval and not stuck:
+                self.notifier.watchdog()
+            if self.notifier.enabled and loop.time() >= next_status and (counting is None or counting.done()):
+                note = ("draining" if stopping else "processing child not responding" if stuck
+                        else "last reload refused, running the previous rules" if self.reload_refused
+                        else "")
+                counting = asyncio.ensure_future(self._send_status(note))
+                next_status = loop.time() + STATUS_SECONDS
+            await (asyncio.sleep(tick) if stopping else wait_first(self.stop, timeout=tick))
+
+    def _child_stuck(self, silence: float, *, was: bool, watchdog: bool) -> bool:
+        stuck = self.child is not None and not self.child.responsive(silence)
+        if stuck and not was:
+            log.error("the processing child's event loop is stuck (silent %gs)%s", silence,
+                      "; no more WATCHDOG=1: systemd restarts maild" if watchdog else "")
+        elif was and not stuck:
+            log.warning("the processing child beats again")
+        return stuck
+
+    async def _send_status(self, note: str) -> None:
+        db = None if self.stop.is_set() else self.db     # the drain closes it on the store thread
+        snapshot = await self.in_store(status.collect, self.runtime.spool, self.outbox_counter,
+                                       db, self.imap_states(), note)
+        self.notifier.status(snapshot.line())
+
+    async def _beat_to_parent(self) -> None:
+        while True:
+            try:
+                os.write(self.wake_fd, b"\1")
+            except OSError:             # parent busy (socket full) or gone (_watch_parent stops us)
+                pass
+            await asyncio.sleep(BEAT_SECONDS)
 
 
 async def serve(runtime: Runtime, *, role: str = INTAKE, wake_fd: int | None = None) -> bool:

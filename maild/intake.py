@@ -9,8 +9,10 @@ The handler only checks and hands over (DESIGN §1 promise 1, §2):
   durable and returns a spool id. Only then do we answer `250`. Any exception from submit
   answers `451 4.3.0` so the sender retries. LMTP answers once per accepted recipient, in
   RCPT order (RFC 2033 §4.2); SMTP answers once.
-- `draining` (set on SIGTERM): new sessions and new commands get `421 4.3.2` and the
-  connection closes; a message already past DATA is finished (see `IntakeProtocol`).
+- `drain()` (on SIGTERM): new sessions and new commands get `421 4.3.2` and the
+  connection closes; a session between transactions is told so at once; a message
+  already past DATA is finished (see `IntakeProtocol`).  `sessions` holds the open
+  connections, so the daemon can wait for the ones still finishing (`sessions_closed`).
 
 Nothing here blocks the event loop: no database, no fsync, no MIME parsing.
 No Received: header is added (promise 7: the raw bytes are kept byte for byte); the
@@ -60,6 +62,21 @@ class IntakeHandler:
         self._accepts = accepts
         self.protocol = protocol
         self.draining = False
+        self.sessions: set[IntakeProtocol] = set()     # open connections
+
+    def drain(self) -> None:
+        """Refuse from now on, and hang up (421) on every session between transactions."""
+        self.draining = True
+        for session in list(self.sessions):
+            session.hang_up_if_idle()
+
+    async def sessions_closed(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until every session has ended; False if some remain."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.sessions and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return not self.sessions
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any,
                           address: str, rcpt_options: list[str]) -> str:
@@ -138,6 +155,25 @@ class IntakeProtocol:
     async def _refuse_draining(self) -> None:
         log.info("%s refused: draining", _peer(self.session.peer))
         await self.push(ERR_SHUTDOWN)
+        self.transport.close()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.event_handler.sessions.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.event_handler.sessions.discard(self)
+        super().connection_lost(exc)
+
+    def hang_up_if_idle(self) -> None:
+        """Draining: a session with no transaction open (no MAIL FROM yet, or its message
+        answered) gets 421 now instead of at its next command."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            return                          # mid-transaction: its next command gets the 421
+        log.info("%s closed: draining", _peer(self.session.peer if self.session else None))
+        self.transport.write(ERR_SHUTDOWN.encode() + CRLF.encode())
         self.transport.close()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:

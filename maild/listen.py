@@ -6,11 +6,14 @@
     unix:/run/maild/lmtp.sock
                        a Unix socket (a stale socket file is replaced)
 
-Port 0 asks the kernel for a free port; read it from `server.sockets`.
+Port 0 asks the kernel for a free port; read it from `server.sockets`.  A Unix socket is
+made mode 0660 whatever the umask (the service runs with UMask=0077): the MTA connects
+as a member of maild's group (`usermod -aG maild postfix`; /run/maild is 0750).
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from dataclasses import dataclass
 
@@ -22,6 +25,7 @@ from maild.smtp import smtp_factory
 
 FACTORIES = {"lmtp": lmtp_factory, "smtp": smtp_factory}
 UNIX_PREFIX = "unix:"
+UNIX_SOCKET_MODE = 0o660       # maild and its group (the MTA)
 
 
 @dataclass(frozen=True)
@@ -74,5 +78,7 @@ async def start_listener(spec: str, handler: IntakeHandler, protocol: str, *,
         hostname = await loop.run_in_executor(None, socket.getfqdn)
     factory = FACTORIES[protocol](handler, hostname=hostname, data_size_limit=data_size_limit)
     if address.path is not None:
-        return await loop.create_unix_server(factory, address.path)
+        server = await loop.create_unix_server(factory, address.path)
+        os.chmod(address.path, UNIX_SOCKET_MODE)
+        return server
     return await loop.create_server(factory, address.host, address.port)

@@ -314,10 +314,23 @@ class TemplateEnvironment:
         except TemplateError:
             raise
         except jinja2.TemplateError as exc:      # UndefinedError, SecurityError, ...
-            raise TemplateRenderError(f"{template.name}: {exc}") from exc
+            raise TemplateRenderError(f"{_where(template, exc)}: {exc}") from exc
         except Exception as exc:                 # a filter or a value raised
-            raise TemplateRenderError(f"{template.name}: {type(exc).__name__}: {exc}") from exc
+            raise TemplateRenderError(f"{_where(template, exc)}: {type(exc).__name__}: {exc}") from exc
         return "".join(parts)
+
+
+def _where(template: jinja2.Template, exc: BaseException) -> str:
+    """'file:line' of the template line that raised (Jinja gives the frames of compiled
+    templates their file and line), else the template's file."""
+    where = template.filename or template.name
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
 
 
 _default: TemplateEnvironment | None = None

@@ -95,6 +95,48 @@ def test_check_names_the_rules_file_line(tmp_path, capsys):
     assert code == 1 and f"{tmp_path / 'rules.yaml'}:3:" in err and "adress" in err
 
 
+def test_check_renders_every_template_and_names_the_line_of_each_broken_one(tmp_path, capsys):
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/m.db", f"maildir:{tmp_path}/out")
+    site = tmp_path / "templates"
+    site.mkdir()
+    (site / "ack.txt.j2").write_text("Hello {{ customer.name }},\n\nticket {{ ticket.numbr }}\n")
+    (site / "sla_warning.html.j2").write_text("<p>\n{{ sla.lefts }}</p>\n")
+    (tmp_path / "rules.yaml").write_text("version: 1\nqueues:\n  general: {adress: support@example.com}\n")
+    code, out, err = run(config, capsys, "check")
+    assert code == 1 and out == ""
+    assert f"{site / 'ack.txt.j2'}:3: 'dict object' has no attribute 'numbr'" in err     # rendered
+    assert f"{site / 'sla_warning.html.j2'}:2: 'dict object' has no attribute 'lefts'" in err
+    assert f"{tmp_path / 'rules.yaml'}:3:" in err                                          # and the rules
+    assert err.endswith("maild check: failed (3 problem(s) above)\n")
+    (site / "reply.txt.j2").write_text("Hi\n{% if %}\n")                                   # doesn't compile
+    code, _, err = run(config, capsys, "check")
+    assert code == 1 and f"{site / 'reply.txt.j2'}:2:" in err and f"{tmp_path / 'rules.yaml'}:3:" in err
+
+
+def test_check_renders_a_rule_s_own_template_as_an_acknowledgement(tmp_path, capsys):
+    rules = ("version: 1\nqueues:\n  general: {address: support@example.com}\nrules:\n"
+             "  - name: Everyone\n    when: {from_domain: [customer.example]}\n"
+             "    then: {auto_reply: ack_custom}\n")
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/m.db", f"maildir:{tmp_path}/out", rules=rules)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "ack_custom.txt.j2").write_text("Dear {{ customer.name }}\n{{ agent.name }}\n")
+    code, _, err = run(config, capsys, "check")
+    assert code == 1 and f"{tmp_path / 'rules.yaml'}:5:" in err
+    assert f"{tmp_path / 'templates' / 'ack_custom.txt.j2'}:2:" in err and "agent" in err
+    (tmp_path / "templates" / "ack_custom.txt.j2").write_text("Dear {{ customer.name }}\n")
+    code, out, err = run(config, capsys, "check")
+    assert code == 0 and "ack_custom" in out and err == ""
+
+
+def test_check_warns_about_a_site_template_that_nothing_sends(tmp_path, capsys):
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/m.db", f"maildir:{tmp_path}/out")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "ack_biling.txt.j2").write_text("Billing has your mail.\n")   # misspelt
+    code, out, err = run(config, capsys, "check")
+    assert code == 0 and "templates: ok" in out
+    assert err == f"{tmp_path / 'templates' / 'ack_biling.txt.j2'}: warning: named by no rule or escalation, never sent\n"
+
+
 def test_ingest_with_the_null_sender_sends_no_acknowledgement(tmp_path, capsys, monkeypatch):
     config = write_config(tmp_path, f"sqlite:///{tmp_path}/m.db", f"maildir:{tmp_path}/out")
     for n, sender in enumerate(("", None)):

@@ -6,7 +6,9 @@ A raw client (tests/maild/lmtpclient.py) reads one reply per recipient after DAT
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import stat
 
 import pytest
 
@@ -124,6 +126,15 @@ async def test_postfix_delivers_over_a_unix_socket(serve, spool, tmp_path):
     _, final = await (await lhlo(client)).send("customer@example.org", THREE[:1], RAW)
     assert final == [Reply(250, "2.0.0 Ok: queued as 1")]
     assert spool.items[0][1].peer == "unix"
+
+
+async def test_the_unix_socket_lets_maild_s_group_in_whatever_the_umask(serve, spool, tmp_path):
+    old = os.umask(0o077)                                  # the unit's UMask=
+    try:
+        await serve(spool.put, spec=f"unix:{tmp_path}/lmtp.sock")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "lmtp.sock").stat().st_mode) == 0o660
 
 
 async def test_helo_is_not_lmtp(serve, spool):
