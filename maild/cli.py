@@ -15,6 +15,7 @@
     maild [-c CONFIG] tickets [--status S] [--assignee A] [--queue Q] [--json]
     maild [-c CONFIG] show N [--json]
     maild [-c CONFIG] outbox [--status S] [--json]
+    maild [-c CONFIG] bounces [--unmatched] [--limit N] [--json]   bounces received and what they matched
     maild [-c CONFIG] quarantine list [--json] | replay ID
 
 CONFIG defaults to $MAILD_CONFIG, else /etc/maild/maild.yaml.  Exit codes follow
@@ -94,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", help="list outbound mail")
     outbox.add_argument("--status")
     outbox.add_argument("--json", action="store_true")
+    bounces = sub.add_parser("bounces", help="bounces received, newest first, and the mail each returns")
+    bounces.add_argument("--unmatched", action="store_true", help="only those matched to no ticket")
+    bounces.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    bounces.add_argument("--json", action="store_true")
     quarantine = sub.add_parser("quarantine", help="messages that could not be processed")
     qsub = quarantine.add_subparsers(dest="action", required=True)
     qlist = qsub.add_parser("list")
@@ -112,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from maild import commands
 
-    handler = getattr(commands, "cmd_" + args.command)
+    if args.command == "bounces":
+        from maild.bounce_commands import cmd_bounces as handler
+    else:
+        handler = getattr(commands, "cmd_" + args.command)
     try:
         return handler(args)
     except commands.ConfigurationFailed as exc:

@@ -94,8 +94,16 @@ text is expected is an error: quote it):
 ``limits`` (optional)
     ``max_message_size`` (default 26214400 = 25 MiB): larger mail is refused at the
     door. Bytes, or a string with a unit: ``"25MB"``, ``"25 MiB"``, ``"512k"``, ``"1G"``;
-    k/M/G count 1024s, as in nginx. ``auto_replies_per_hour`` (default 3):
-    automatic mails maild sends to one address per hour (0: none).
+    k/M/G count 1024s, as in nginx.
+
+    Loop brakes (DESIGN §1.5): ``auto_replies_per_hour`` (default 3): automatic mails
+    maild sends to one address per hour (0: none). ``auto_replies_per_ticket_per_hour``
+    (default 3): automatic mails one ticket sends out of the help desk per hour (agents'
+    notifications not counted; 0: none). ``burst_window_minutes`` (default 10; 0: off):
+    a mail whose subject, visible text (whitespace normalised) and attachments its sender
+    already sent within this many minutes opens no new ticket: it joins the first one's
+    ticket, with no acknowledgement and no notification.
+
     What maild reads of a message it accepted (hostile mail; docs/hygiene.md, and
     `parsers.limits` for why each default): ``max_header_bytes`` (default 256k, a size)
     and ``max_headers`` (default 1000): a header section over either is quarantined
@@ -222,6 +230,9 @@ class Trust:
 class Limits:
     max_message_size: int          # bytes
     auto_replies_per_hour: int
+    # loop brakes (DESIGN §1.5)
+    auto_replies_per_ticket_per_hour: int = 3
+    burst_window_minutes: int = 10     # 0: off
     parse: parse_limits.Limits = parse_limits.Limits()    # what maild reads of a message
 
 
@@ -335,6 +346,9 @@ _PARSE = parse_limits.Limits()
 class _Limits(StrictModel):
     max_message_size: Size = DEFAULT_MAX_MESSAGE_SIZE
     auto_replies_per_hour: Annotated[int, Field(ge=0)] = 3
+    # loop brakes (DESIGN §1.5)
+    auto_replies_per_ticket_per_hour: Annotated[int, Field(ge=0)] = 3
+    burst_window_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
     max_header_bytes: Size = _PARSE.max_header_bytes
     max_headers: Annotated[int, Field(ge=1)] = _PARSE.max_headers
     max_mime_parts: Annotated[int, Field(ge=1)] = _PARSE.max_mime_parts
@@ -521,6 +535,8 @@ def _build(doc: _SettingsFile, config_path: Path, imap_passwords: list[str] = ()
         rules_path=resolve(doc.rules),
         limits=Limits(max_message_size=limits.max_message_size,
                       auto_replies_per_hour=limits.auto_replies_per_hour,
+                      auto_replies_per_ticket_per_hour=limits.auto_replies_per_ticket_per_hour,
+                      burst_window_minutes=limits.burst_window_minutes,
                       parse=parse_limits.Limits(
                           max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers,
                           max_mime_parts=limits.max_mime_parts, max_mime_depth=limits.max_mime_depth,

@@ -4,17 +4,24 @@
 
 1. `store.tickets.record_inbound` threads it into a ticket or opens one (duplicates,
    strangers, reopening: see there).  A reply that an `on: reply` rule discards is
-   stored without reopening anything.
+   stored without reopening anything.  A burst -- the same subject, text and attachments from the same
+   sender within `limits.burst_window_minutes` -- joins the first one's ticket and stops
+   there: no rules, no SLA change, no acknowledgement, no notification.
 2. `maild.routing` applies the rules' decision: tags, SLA policy, assignee, discard.
    A discarded mail stops here: no acknowledgement, no notification.
 3. A new ticket gets the acknowledgement (the rules may pick its template or none),
-   unless the mail is automatic, from the null sender or from us, or its sender had
-   their hourly share of automatic mail (the loop brake, DESIGN §1.5).
+   unless the mail is automatic, from the null sender or from us, or a loop brake holds
+   (DESIGN §1.5): its sender had `limits.auto_replies_per_hour` automatic mails in the
+   past hour, or the ticket sent `limits.auto_replies_per_ticket_per_hour` automatic
+   mails out of the help desk (agents' notifications not counted).  Both are counted in
+   the database, so every instance and every restart sees the same count.
 4. The agents hear of it: a new ticket → the assignee, else the queue's team; a reply →
    the assignee, else the team (also when the assignee is the claimed sender or no longer
    an agent).  A stranger's reply is announced with a warning; so is
    mail from an agent's address that failed authentication (it acts as nothing).
-   Automatic mail (bounces, auto-replies, lists) is stored but announced to nobody.
+   Automatic mail (auto-replies, lists, reports, loops) is stored but announced to
+   nobody, and changes neither the ticket's status nor its SLA clocks.  (Bounces never
+   get here: `maild.bounce_mail`.)
 """
 from __future__ import annotations
 
@@ -43,10 +50,14 @@ class Outcome:
 
 def handle(inbound: InboundMessage, routing: Routing, context: Context, *, now: datetime) -> Outcome:
     quiet = routing.reply is not None and routing.reply.discard
+    burst = timedelta(minutes=context.burst_window_minutes) if context.burst_window_minutes else None
     recorded = tickets.record_inbound(inbound, now=now, reopen_days=context.reopen_days,
-                                      strangers=context.unknown_sender, quiet=quiet)
+                                      strangers=context.unknown_sender, quiet=quiet,
+                                      burst_window=burst)
     if recorded.outcome == DUPLICATE:
         return Outcome(recorded)
+    if recorded.collapsed:
+        return Outcome(recorded, summary="collapsed: the same mail as one just before")
     if inbound.auth:
         tickets.add_event(recorded.ticket_id, now, inbound.from_address, "auth_failed", inbound.auth)
     applied = rules_routing.apply(recorded, routing, context.ruleset, now=now,
@@ -63,16 +74,25 @@ def handle(inbound: InboundMessage, routing: Routing, context: Context, *, now: 
 
 def _acknowledge(recorded: Recorded, inbound: InboundMessage, routing: Routing,
                  context: Context, now: datetime) -> bool:
-    refusal = may_auto_reply(inbound, routing, context)
-    if refusal is None and outbox.automatic_sent_since(
-            inbound.from_address, now - timedelta(hours=1)) >= context.auto_replies_per_hour:
-        refusal = f"loop brake: {context.auto_replies_per_hour} automatic mails/hour to {inbound.from_address}"
+    refusal = may_auto_reply(inbound, routing, context) or loop_brake(
+        recorded.ticket_id, recorded.ticket_number, inbound.from_address, context, now)
     if refusal is not None:
         tickets.add_event(recorded.ticket_id, now, "system", "no_acknowledgement", refusal)
         return False
     outbox.enqueue(drafts.acknowledgement(recorded, inbound, context, template=routing.new.template),
                    now=now)
     return True
+
+
+def loop_brake(ticket_id: int, number: int, address: str, context: Context, now: datetime) -> str | None:
+    """Why one more automatic mail to `address` about this ticket must not go, or None."""
+    hour_ago = now - timedelta(hours=1)
+    if outbox.automatic_sent_since(address, hour_ago) >= context.auto_replies_per_hour:
+        return f"loop brake: {context.auto_replies_per_hour} automatic mails/hour to {address}"
+    limit = context.auto_replies_per_ticket_per_hour
+    if outbox.automatic_on_ticket_since(ticket_id, hour_ago) >= limit:
+        return f"loop brake: {limit} automatic mails/hour on ticket #{number}"
+    return None
 
 
 def _notify(recorded: Recorded, inbound: InboundMessage, context: Context, now: datetime) -> int:

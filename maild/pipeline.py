@@ -12,6 +12,14 @@ Route (DESIGN §6): the rules see the message's `rules.facts.Facts` (with the se
 as a new ticket and as a reply, because only the store knows which it is
 (`rules.engine.route`); `maild.routing` applies the one that came true.
 
+Bounces: a mail classified `bounce` also gets its `parsers.dsn.DeliveryReport`
+(`inbound.report`), read with the VERP address among its envelope recipients and To
+(ours only: `is_ours`), for `maild.bounce_mail` -- unless a person forwarded it
+("Fwd: Undelivered Mail ...", `forwarded_bounce`): that is someone asking about a
+bounce, handled as their mail (a ticket, no acknowledgement).  Every mail gets `inbound.body_hash`
+(`visible_body_hash`: its subject, visible text and attachments), which the burst brake
+compares.
+
 Identify (DESIGN §5): mail whose From is an agent's address or alias, and that is not
 automatic, is checked with `parsers.auth` under `context.trust` (the DKIM policy may look
 up keys through `context.dns`).  Proven → `inbound.author` is the agent and its command
@@ -20,7 +28,9 @@ lines are split off (`parsers.commands`); `maild.agent_mail` handles it.  Not pr
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -30,7 +40,8 @@ from maild.envelope import Envelope
 from parsers.auth import TrustPolicy, authenticate
 from parsers.commands import split_commands
 from parsers import threading as threads
-from parsers.classify import AUTOMATIC, NORMAL, classify
+from parsers.classify import AUTOMATIC, BOUNCE, NORMAL, classify
+from parsers.dsn import read_report
 from parsers.html import sanitize
 from parsers.limits import Limits
 from parsers.message import ParsedMail, parse
@@ -55,6 +66,9 @@ class Context:
     hostname: str
     render: object            # callable(name, context) -> Rendered(text, html)
     auto_replies_per_hour: int = 3
+    auto_replies_per_ticket_per_hour: int = 3
+    burst_window_minutes: int = 10            # 0: a burst of the same text is not collapsed
+    mail_from: str | None = None              # base of our VERP envelope senders (ours too)
     comment_address: str | None = None       # mail to it from an agent is an internal note
     trust: TrustPolicy | None = None          # None: nobody is proven to be an agent
     unknown_sender: str = UNVERIFIED          # a stranger's reply: UNVERIFIED | NEW_TICKET
@@ -65,7 +79,7 @@ class Context:
 
     @cached_property
     def own_addresses(self) -> frozenset[str]:
-        extra = {self.comment_address} if self.comment_address else set()
+        extra = {a.lower() for a in (self.comment_address, self.mail_from) if a}
         return self.ruleset.addresses | {self.helpdesk_address.lower()} | extra
 
     @cached_property
@@ -118,8 +132,38 @@ def prepare(raw: bytes, envelope: Envelope, context: Context, *,
         own_addresses=context.not_participants,
         author=author, auth=auth, commands=commands,
         to_comment=bool(context.comment_address)
-        and context.comment_address in (*envelope.rcpt_tos, *mail.to, *mail.cc))
+        and context.comment_address in (*envelope.rcpt_tos, *mail.to, *mail.cc),
+        body_hash=visible_body_hash(mail.visible_text, mail.subject,
+                                    tuple(a.sha256 for a in mail.attachments)),
+        report=read_report(mail, raw, addresses=tuple(
+            a for a in (*envelope.rcpt_tos, *mail.to) if context.is_ours(a)))
+        if verdict.kind == BOUNCE and not forwarded_bounce(mail, envelope) else None)
     return inbound, routing
+
+
+_FORWARD = re.compile(r"^\s*(?:fwd?|wg|tr|rv|vs)\s*:", re.I)
+
+
+def forwarded_bounce(mail: ParsedMail, envelope: Envelope) -> bool:
+    """A bounce a person forwarded: a forward's subject, and not from the null sender."""
+    return bool(_FORWARD.match(mail.subject)) and envelope.mail_from not in ("", "<>")
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def visible_body_hash(text: str, subject: str = "", attachments: tuple[str, ...] = ()) -> str | None:
+    """sha256 (hex) of what makes two mails the same mail: the visible text with
+    whitespace runs made one space, the subject likewise, the attachments' hashes.
+    The subject and attachments count because people send one text with different
+    subjects or files ("invoice attached") and mean different things; None when there
+    is neither text nor an attachment (an empty mail says nothing about sameness)."""
+    normalised = _SPACE.sub(" ", text or "").strip()
+    if not normalised and not attachments:
+        return None
+    title = _SPACE.sub(" ", subject or "").strip()
+    whole = "\n".join((title, normalised, *sorted(attachments)))
+    return hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _aware(at: datetime | None) -> datetime:

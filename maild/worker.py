@@ -21,7 +21,8 @@ from typing import Callable
 
 import peewee
 
-from maild import agent_mail, customer_mail, pipeline
+from maild import agent_mail, bounce_mail, customer_mail, pipeline
+from parsers.classify import BOUNCE
 from maild.spool import Spool, SpoolItem
 from store.db import utcnow
 
@@ -38,7 +39,7 @@ class StoreUnavailable(Exception):
 @dataclass(frozen=True)
 class Handled:
     spool_id: int
-    outcome: str              # created | appended | duplicate | quarantined
+    outcome: str              # created | appended | duplicate | bounce | quarantined
     ticket_number: int | None
     message_id: str | None
     acknowledged: bool = False
@@ -132,7 +133,13 @@ class Worker:
             log.debug("closing the broken database connection failed", exc_info=True)
 
     def _record(self, item: SpoolItem, inbound, routing, context) -> Handled:
-        handler = agent_mail if inbound.author else customer_mail
+        handler = handler_for(inbound)
+        if handler is bounce_mail:
+            bounced = bounce_mail.handle(inbound, context, now=self.clock())
+            log.info("message-id=<%s> ticket=#%s bounce: %s%s", inbound.message_id,
+                     bounced.ticket_number, bounced.summary,
+                     f" (matched by {bounced.matched_by})" if bounced.matched_by else "")
+            return Handled(item.id, bounced.outcome, bounced.ticket_number, inbound.message_id)
         outcome = handler.handle(inbound, routing, context, now=self.clock())
         recorded = outcome.recorded
         log.info("message-id=<%s> ticket=#%s %s by %s kind=%s%s%s%s", inbound.message_id,
@@ -147,3 +154,10 @@ class Worker:
         log.warning("spool item %d quarantined: %s", item.id, reason)
         self.spool.quarantine(item.id, reason)
         return Handled(item.id, "quarantined", None, None, reason=reason)
+
+
+def handler_for(inbound):
+    """The module whose `handle` records `inbound`: bounce_mail, agent_mail or customer_mail."""
+    if inbound.kind == BOUNCE and inbound.report is not None:
+        return bounce_mail
+    return agent_mail if inbound.author else customer_mail

@@ -4,7 +4,8 @@ Tickets carry a human number from the `Counter` table; messages keep every fact 
 parser found plus the raw bytes as received (`Message.raw`); attachments are
 stored once by content hash; `Delivery` is the idempotence key (message key, receiving
 address); `Event` is the audit log; `Outbox` holds every outbound mail until the relay
-took it (transactional outbox).  All datetimes are naive UTC.  Columns that hold text
+took it (transactional outbox); `Bounce` is every bounce received, matched to the
+outbound mail it reports on or not.  All datetimes are naive UTC.  Columns that hold text
 taken from mail are TEXT, never a bounded VARCHAR: a hostile 2,000-character display
 name must not fail on PostgreSQL what SQLite accepts.
 """
@@ -101,6 +102,9 @@ class Message(BaseModel):
     auth = pw.TextField(default="")        # sender-authentication verdict for agent addresses
     raw = pw.BlobField(null=True)          # inbound: the bytes as received (DESIGN §1.7)
     created_at = pw.DateTimeField()
+    # inbound: sha256 of the visible text, whitespace normalised (None: no text); a burst of
+    # the same text from one sender joins the first one's ticket (maild.customer_mail)
+    body_hash = pw.CharField(null=True, index=True, max_length=64)
 
 
 class Delivery(BaseModel):
@@ -153,7 +157,7 @@ class Outbox(BaseModel):
     references = pw.TextField(default="")
     text = pw.TextField()
     html = pw.TextField(null=True)
-    status = pw.CharField(default="queued", max_length=16)  # queued | sending | sent | failed
+    status = pw.CharField(default="queued", max_length=16)  # queued | sending | sent | failed | bounced
     attempts = pw.IntegerField(default=0)
     next_attempt_at = pw.DateTimeField()
     last_error = pw.TextField(null=True)
@@ -203,6 +207,27 @@ class SlaEscalation(BaseModel):
         indexes = ((("ticket", "clock", "cycle", "step"), True),)
 
 
+class Bounce(BaseModel):
+    """One row per bounce received (`store.bounces`), matched or not; `message_key` (as
+    `Delivery`'s) makes a replay find it.  A matched bounce is also a message on its
+    ticket (`ticket_message`), which keeps the raw bytes; an unmatched one keeps them here."""
+    received_at = pw.DateTimeField(index=True)
+    message_key = pw.TextField(unique=True)
+    message_id = pw.TextField(null=True)
+    from_address = pw.TextField(default="")
+    subject = pw.TextField(default="")
+    outbox = pw.ForeignKeyField(Outbox, null=True, on_delete="SET NULL")
+    ticket = pw.ForeignKeyField(Ticket, null=True, on_delete="SET NULL")
+    ticket_message = pw.ForeignKeyField(Message, null=True, on_delete="SET NULL")  # its copy there
+    matched_by = pw.CharField(max_length=16, default="")   # verp | message-id | ''
+    recipient = pw.TextField(default="")
+    action = pw.CharField(max_length=16, default="")       # failed | delayed | delivered | ...
+    status = pw.CharField(max_length=16, default="")       # '5.1.1'; '' unknown
+    diagnostic = pw.TextField(default="")
+    reporting_mta = pw.TextField(default="")
+    raw = pw.BlobField(null=True)                          # unmatched bounces only
+
+
 ALL_MODELS = (SchemaVersion, Counter, Contact, Ticket, TicketTag, Participant,
               Message, Delivery, Attachment, MessageAttachment, Event, Outbox, SlaClock,
-              SlaEscalation)
+              SlaEscalation, Bounce)

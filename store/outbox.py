@@ -5,7 +5,12 @@ the mail exists exactly when the change does.  It also stores the outbound mail 
 ticket `Message` (direction `out`) so its Message-ID threads replies.  The sender claims
 due rows (`claim_due`), hands them to the relay, and records the outcome: `mark_sent`,
 `mark_retry` (4xx, network errors; next attempt after a backoff) or `mark_failed` (5xx,
-or too many attempts), each leaving an event on the ticket.
+or too many attempts), each leaving an event on the ticket.  A bounce that comes back
+later for a mail the relay took marks it `bounced` (`mark_bounced`, from
+`maild.bounce_mail`); `failed` stays what the relay refused at once.
+
+Loop brakes count rows here: `automatic_sent_since` (automatic mails to one address) and
+`automatic_on_ticket_since` (automatic mails on one ticket that left the help desk).
 
 A claim is a lease: the row turns `sending`, its attempt is counted, and
 `next_attempt_at` moves `LEASE` ahead.  If its sender dies (or its outcome can't be
@@ -30,7 +35,7 @@ from store.models import Event, Message, Outbox
 
 log = logging.getLogger(__name__)
 
-QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+QUEUED, SENDING, SENT, FAILED, BOUNCED = "queued", "sending", "sent", "failed", "bounced"
 LEASE = timedelta(minutes=10)     # longer than any relay timeout
 
 
@@ -90,6 +95,24 @@ def automatic_sent_since(address: str, since: datetime) -> int:
                        'SELECT COUNT(*) FROM "outbox" WHERE "to_address" = ? AND "automatic" = ? '
                        'AND "created_at" >= ?', [address, True, since])
     return count
+
+
+def automatic_on_ticket_since(ticket_id: int, since: datetime) -> int:
+    """How many automatic mails on this ticket to anyone outside the help desk (not the
+    agents' internal notifications) were queued since `since` (loop brake)."""
+    [(count,)] = fetch(Outbox._meta.database,
+                       'SELECT COUNT(*) FROM "outbox" o JOIN "message" m ON m."id" = o."ticket_message_id" '
+                       'WHERE o."ticket_id" = ? AND o."automatic" = ? AND m."internal" = ? '
+                       'AND o."created_at" >= ?', [ticket_id, True, False, since])
+    return count
+
+
+def mark_bounced(outbox_id: int, error: str) -> None:
+    """A bounce came back for this mail: `bounced`, never sent again (in the caller's
+    transaction; the caller leaves the ticket's event).  A sender still holding its lease
+    finds the row changed and records nothing over it."""
+    execute(Outbox._meta.database, 'UPDATE "outbox" SET "status" = ?, "last_error" = ? WHERE "id" = ?',
+            [BOUNCED, error, outbox_id])
 
 
 def sent_to(ticket_id: int, message_ids: tuple[str, ...], addresses: tuple[str, ...]) -> bool:

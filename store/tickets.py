@@ -12,7 +12,11 @@ audit events and the outbox rows the caller adds commit together or not at all
    the same message for another of our addresses joins the message already stored;
 2. the ticket named by the subject token, then by In-Reply-To/References (our own
    outbound Message-IDs carry the ticket number, so they match without a row);
-3. otherwise a new ticket, numbered from the `ticket` counter.
+3. a burst: mail that would open a new ticket, but whose subject, visible text and
+   attachments (`body_hash`) its sender sent within `burst_window` already, joins the first one's ticket (event
+   `collapsed` naming it) and changes nothing there -- a client or robot resending the
+   same mail opens one ticket, not five;
+4. otherwise a new ticket, numbered from the `ticket` counter.
 
 A reply from an address that is neither requester nor participant is stored as
 *unverified*: it is kept for the agents but its sender gets nothing from the ticket (or,
@@ -26,7 +30,9 @@ over max_attachment_size) is recorded as one `trimmed` event per reason on its t
 which `maild show` lists; the raw message, stored whole, still holds it.
 
 An authenticated agent's mail is not recorded here: `maild/agent_mail.py` finds its
-ticket with `find_ticket` and stores it with `store_agent_message`.
+ticket with `find_ticket` and stores it with `store_agent_message`; a bounce neither
+(`maild/bounce_mail.py` keeps it on the ticket of the mail it returns with
+`store_bounce_message`, or nowhere).
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from parsers.commands import CommandBlock
+from parsers.dsn import DeliveryReport
 from parsers.message import Attachment
 from store.fastsql import fetch, insert_row
 from store.models import Attachment as StoredAttachment
@@ -46,6 +53,7 @@ log = logging.getLogger(__name__)
 
 CREATED, APPENDED, DUPLICATE = "created", "appended", "duplicate"
 BY_TOKEN, BY_HEADERS, BY_OUR_ID, NEW = "subject token", "In-Reply-To/References", "our Message-ID", "new ticket"
+BY_BURST = "burst of the same mail"
 REOPENS = ("resolved",)       # a reply reopens these
 CLOSED = ("closed",)          # a reply reopens these within reopen_days, else opens a new, linked one
 WAITS = ("pending",)          # a customer's reply ends the wait: the ticket is open again
@@ -85,6 +93,8 @@ class InboundMessage:
     auth: str = ""                      # why mail from an agent's address did not count as theirs
     commands: CommandBlock | None = None  # an agent's command lines and the text after them
     trimmed: tuple[str, ...] = ()       # what the parse limits left out (ParsedMail.trimmed)
+    body_hash: str | None = None        # sha256 of subject, visible text, attachments (pipeline.visible_body_hash)
+    report: DeliveryReport | None = None  # a bounce's contents (parsers.dsn)
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class Recorded:
     unverified: bool = False
     reopened: bool = False
     linked_to: int | None = None
+    collapsed: bool = False       # joined the ticket of the same mail sent just before (BY_BURST)
 
     @property
     def created(self) -> bool:
@@ -110,9 +121,11 @@ def message_key(message_id: str | None, raw: bytes) -> str:
 
 
 def record_inbound(msg: InboundMessage, *, now: datetime, reopen_days: int = 14,
-                   strangers: str = UNVERIFIED, quiet: bool = False) -> Recorded:
+                   strangers: str = UNVERIFIED, quiet: bool = False,
+                   burst_window: timedelta | None = None) -> Recorded:
     """Thread `msg` into its ticket or open one.  `quiet`: if it answers a ticket, store
-    it without changing the ticket's status (the rules discarded it)."""
+    it without changing the ticket's status (the rules discarded it).  `burst_window`:
+    how far back the same text from the same sender collapses (None: never)."""
     known = known_delivery(msg, now)
     if known is not None:
         return known
@@ -124,6 +137,10 @@ def record_inbound(msg: InboundMessage, *, now: datetime, reopen_days: int = 14,
           and not _is_party(ticket, msg.from_address)):
         # automatic mail (out-of-office, bounces) stays on the ticket it answers, unverified
         linked_to, ticket, threaded_by = ticket.number, None, NEW
+    if ticket is None and burst_window:
+        first = burst_origin(msg, now - burst_window)
+        if first is not None:
+            return _collapse(msg, first, now)
     if ticket is None:
         ticket_id, number = _open_ticket(msg, now=now, linked_to=linked_to)
         message_pk = _store_message(ticket_id, msg, now=now, unverified=False)
@@ -146,6 +163,31 @@ def record_inbound(msg: InboundMessage, *, now: datetime, reopen_days: int = 14,
            f"kind={msg.kind} by={threaded_by}")
     return Recorded(APPENDED, ticket.number, ticket.id, message_pk, threaded_by,
                     unverified=unverified, reopened=reopened)
+
+
+def burst_origin(msg: InboundMessage, since: datetime) -> tuple[int, int, str, datetime] | None:
+    """(message pk, ticket id, Message-ID, received at) of the first inbound mail since
+    `since` from this sender with this `body_hash`; None without one (or without a hash)."""
+    if not msg.body_hash or not msg.from_address:
+        return None
+    rows = fetch(_db(), 'SELECT "id", "ticket_id", "message_id", "created_at" FROM "message" '
+                        'WHERE "body_hash" = ? AND "from_address" = ? AND "direction" = ? '
+                        'AND "created_at" >= ? ORDER BY "id" LIMIT 1',
+                 [msg.body_hash, msg.from_address, "in", since])
+    return tuple(rows[0]) if rows else None
+
+
+def _collapse(msg: InboundMessage, first, now: datetime) -> Recorded:
+    first_pk, ticket_id, first_id, first_at = first
+    ticket = Ticket.get_by_id(ticket_id)
+    message_pk = _store_message(ticket.id, msg, now=now, unverified=not _is_party(ticket, msg.from_address))
+    ticket.updated_at = now
+    ticket.save()
+    at = first_at if isinstance(first_at, datetime) else datetime.fromisoformat(str(first_at))
+    add_event(ticket.id, now, msg.from_address, "collapsed",
+              f"the same mail as message <{first_id or f'#{first_pk}'}> received {at:%Y-%m-%d %H:%M:%S} UTC: "
+              "no new ticket, no acknowledgement, no notification")
+    return Recorded(APPENDED, ticket.number, ticket.id, message_pk, BY_BURST, collapsed=True)
 
 
 def _recently(at: datetime | None, now: datetime, days: int) -> bool:
@@ -248,6 +290,12 @@ def store_agent_message(ticket_id: int, msg: InboundMessage, *, kind: str, text:
                           visible_text=text, internal=internal)
 
 
+def store_bounce_message(ticket_id: int, msg: InboundMessage, *, now: datetime) -> int:
+    """Store a bounce on the ticket of the mail it returns: internal (agents see it, no
+    customer ever does), the ticket itself unchanged."""
+    return _store_message(ticket_id, msg, now=now, unverified=False, internal=True)
+
+
 def _store_message(ticket_id: int, msg: InboundMessage, *, now: datetime, unverified: bool,
                    kind: str | None = None, visible_text: str | None = None,
                    internal: bool = False) -> int:
@@ -259,7 +307,7 @@ def _store_message(ticket_id: int, msg: InboundMessage, *, now: datetime, unveri
         subject=msg.subject, text=msg.text, html=msg.html,
         visible_text=msg.visible_text if visible_text is None else visible_text,
         unverified=unverified, evidence=msg.evidence, raw=msg.raw, created_at=now,
-        author=msg.author, internal=internal, auth=msg.auth)
+        author=msg.author, internal=internal, auth=msg.auth, body_hash=msg.body_hash)
     insert_row(Delivery, message_key=msg.message_key, recipient=msg.recipient, message=message_pk,
                received_at=now, via=msg.via)
     for att in msg.attachments:

@@ -40,8 +40,9 @@ DEFAULT_RULES = ("version: 1\nqueues:\n  general: {address: support@example.com}
 def write_config(folder: Path, database_url: str, relay: str, **extra) -> Path:
     """maild.yaml and rules.yaml in `folder`.  `extra` may give `limits`, `helpdesk` (more
     keys inside helpdesk: '{...}', e.g. 'comment_address: x@y'), `trust` and `scheduler`
-    (the mappings), `imap` (the list of accounts: YAML text, or a list of dicts) and
-    `rules` (the whole rules.yaml)."""
+    (the mappings), `imap` (the list of accounts: YAML text, or a list of dicts),
+    `rules` (the whole rules.yaml), and `address`, `hostname`, `token_prefix` for a help
+    desk other than support@example.com (a second instance)."""
     folder.mkdir(parents=True, exist_ok=True)
     limits = extra.get("limits", "{max_message_size: 200000, auto_replies_per_hour: 3}")
     more = f", {extra['helpdesk']}" if extra.get("helpdesk") else ""
@@ -50,8 +51,9 @@ def write_config(folder: Path, database_url: str, relay: str, **extra) -> Path:
         "spool: spool\n"
         'listen: {lmtp: "127.0.0.1:0", smtp: "127.0.0.1:0"}\n'
         f'outbound: {{relay: "{relay}", max_attempts: 3}}\n'
-        "helpdesk: {name: Acme Support, address: support@example.com, token_prefix: Acme, "
-        f"hostname: example.com{more}}}\n"
+        f"helpdesk: {{name: {extra.get('token_prefix', 'Acme')} Support, "
+        f"address: {extra.get('address', SUPPORT)}, token_prefix: {extra.get('token_prefix', 'Acme')}, "
+        f"hostname: {extra.get('hostname', 'example.com')}{more}}}\n"
         "rules: rules.yaml\n"
         + (f"trust: {extra['trust']}\n" if extra.get("trust") else "")
         + (f"scheduler: {extra['scheduler']}\n" if extra.get("scheduler") else "")
@@ -136,6 +138,7 @@ class Helpdesk:
 
 @contextlib.asynccontextmanager
 async def running_helpdesk(folder: Path, database_url: str, *, relay: str | None = None, **extra):
+    """`relay`: where outbound mail goes instead of the recording sink (which stays empty)."""
     loop = asyncio.get_running_loop()
     sink = RecordingSink()
     sink_server = None

@@ -1,6 +1,7 @@
 """Every real-world mail in ../shared/corpus goes through `maild ingest`: exit 0, no
-traceback, and ends as a ticket message, a recognised automatic message, or a quarantined
-message with its reason.  Bounces, auto-replies and reports never get an acknowledgement."""
+traceback, and ends as a ticket message, a recognised automatic message, a bounce (kept
+in the `bounce` table: none of them returns a mail of ours) or a quarantined message with
+its reason.  Bounces, auto-replies and reports never get an acknowledgement."""
 from __future__ import annotations
 
 import io
@@ -16,7 +17,7 @@ from parsers.classify import AUTOMATIC
 from parsers.message import parse
 from store.db import open_database
 from store.migrations import migrate
-from store.models import Delivery, Message, Outbox
+from store.models import Bounce, Delivery, Message, Outbox
 from store.tickets import message_key
 from tests.integration.harness import SUPPORT, write_config
 from tests.parsers.corpus import CORPUS, corpus_files
@@ -44,14 +45,20 @@ def test_every_corpus_mail_goes_through_maild_ingest(tmp_path, monkeypatch, capf
     with Spool(load_settings(config).spool_dir) as spool:
         quarantined = {bytes(item.raw): item.last_error for item in spool.quarantined()}
         assert spool.depth().get("incoming", 0) == 0
-    outcomes = {"message": 0, "automatic": 0, "quarantined": 0}
+    outcomes = {"message": 0, "automatic": 0, "bounce": 0, "quarantined": 0}
     for path in files:
         raw = path.read_bytes()
         if raw in quarantined:
             assert quarantined[raw], f"{path} quarantined without a reason"
             outcomes["quarantined"] += 1
             continue
-        delivery = Delivery.get_or_none(Delivery.message_key == message_key(parse(raw).message_id, raw))
+        key = message_key(parse(raw).message_id, raw)
+        delivery = Delivery.get_or_none(Delivery.message_key == key)
+        bounce = Bounce.get_or_none(Bounce.message_key == key)
+        if delivery is None and bounce is not None:
+            assert bounce.ticket_id is None and bounce.raw is not None
+            outcomes["bounce"] += 1
+            continue
         assert delivery is not None, f"{path.relative_to(CORPUS)} was neither stored nor quarantined"
         message = Message.get_by_id(delivery.message_id)
         if path.relative_to(CORPUS).parts[:2] == ("sisimai", "bsd"):
@@ -60,7 +67,8 @@ def test_every_corpus_mail_goes_through_maild_ingest(tmp_path, monkeypatch, capf
                                              Outbox.to_address == message.from_address).exists()
         outcomes["automatic" if message.kind in AUTOMATIC else "message"] += 1
     print(f"corpus outcomes over {len(files)} files: {outcomes}")
-    assert outcomes["message"] > 100 and outcomes["automatic"] > 600
+    assert outcomes["message"] > 100 and outcomes["automatic"] + outcomes["bounce"] > 600
+    assert outcomes["bounce"] > 500           # a bounce opens no ticket
     db.close()
 
 
