@@ -142,7 +142,7 @@ def read_exposition(text: str) -> tuple[dict[str, str], dict]:
                 key, label = _COUNTERS[family.name]
                 counters[key][sample.labels[label]] = int(sample.value)
             elif family.name in _TOTALS and sample.name.endswith("_total"):
-                counters[_TOTALS[family.name]] = int(sample.value)
+                counters[_TOTALS[family.name]] += int(sample.value)     # sent: every template
             elif family.name == "maild_processing_seconds" and sample.name.endswith(("_count", "_sum")):
                 counters["processing_seconds"][sample.name.rsplit("_", 1)[1]] = sample.value
     return imap, counters
