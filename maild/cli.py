@@ -1,8 +1,11 @@
 """The `maild` command: one program for the daemon, the pipe and the admin's questions.
 
     maild [-c CONFIG] init                    create the database schema and the spool
-    maild [-c CONFIG] serve [--single-process]  run the listeners; processing in a child
-    maild [-c CONFIG] process                 process the spool and send mail, no listeners
+    maild [-c CONFIG] serve [--single-process] [--log-format text|json]
+                                              run the listeners; processing in a child
+    maild [-c CONFIG] process [--log-format text|json]
+                                              process the spool and send mail, no listeners
+    maild [-c CONFIG] status [--json]         spool, outbox, tickets, SLA (24 h), the daemon's live numbers
     maild [-c CONFIG] ingest [--recipient A]  read one message on stdin (Postfix pipe, procmail)
     maild [-c CONFIG] check                   validate maild.yaml, rules.yaml and templates
     maild [-c CONFIG] rules check [FILE]      validate a rules file (exit 0/1)
@@ -49,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="process mail in the listening process (default: a child process)")
     process = sub.add_parser("process", help="the processing half of serve (started by serve)")
     process.add_argument("--wake-fd", type=int, default=None, help=argparse.SUPPRESS)
+    for daemon in (serve, process):
+        daemon.add_argument("--log-format", choices=("text", "json"), default=None,
+                            help="one line of text (default) or one JSON object per event; "
+                                 "default $MAILD_LOG_FORMAT, else maild.yaml log_format")
+    status = sub.add_parser("status", help="spool, outbox, tickets and SLA numbers; the running "
+                                           "daemon's live ones if metrics are on")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--now", help="count SLA mail in the 24 h before this time, ISO 8601 (default: now)")
     ingest = sub.add_parser("ingest", help="read one message on stdin and process it")
     ingest.add_argument("--recipient", action="append", default=[], help="envelope recipient (repeatable)")
     ingest.add_argument("--sender", default=None,
@@ -127,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "bounces":
         from maild.bounce_commands import cmd_bounces as handler
+    elif args.command == "status":
+        from maild.status_commands import cmd_status as handler
     else:
         handler = getattr(commands, "cmd_" + args.command)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -74,10 +75,21 @@ def cmd_init(args) -> int:
     return EX_OK
 
 
+def _daemon_logs(args, settings) -> None:
+    """Logging for serve/process; a --log-format given to serve reaches the child too."""
+    log_format = logs.chosen_format(args.log_format, settings.log_format)
+    os.environ[logs.ENV_FORMAT] = log_format
+    logs.configure(settings.log_level, log_format)
+
+
 def cmd_serve(args) -> int:
     # SIGHUP is ignored from `maild.cli.main` on (a reload while starting must not kill us)
     settings = _settings(args)
-    logs.configure(settings.log_level)
+    _daemon_logs(args, settings)
+    if settings.metrics is not None and not args.single_process:
+        from maild.metrics import use_multiprocess    # before prometheus-client is imported
+
+        use_multiprocess(settings.spool_dir)
     from maild.daemon import BOTH, INTAKE, serve
 
     ok = asyncio.run(serve(_runtime(settings), role=BOTH if args.single_process else INTAKE))
@@ -87,7 +99,7 @@ def cmd_serve(args) -> int:
 def cmd_process(args) -> int:
     # SIGHUP is ignored from `maild.cli.main` on (a reload forwarded before our handlers exist)
     settings = _settings(args)
-    logs.configure(settings.log_level)
+    _daemon_logs(args, settings)
     from maild.daemon import PROCESSING, serve
 
     ok = asyncio.run(serve(_runtime(settings), role=PROCESSING, wake_fd=args.wake_fd))

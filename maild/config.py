@@ -145,6 +145,13 @@ mailboxes"); each item is a mapping:
     server may stay silent, before or in the middle of an answer; ``tls_verify``
     (default true; imaps:// only): check the server's certificate.
 ``log_level`` (default info): debug, info, warning, error or critical.
+``log_format`` (default text): ``text``, one line per event (maild/logs.py), or ``json``,
+    one JSON object per line; ``maild serve --log-format`` and $MAILD_LOG_FORMAT win.
+``metrics`` (optional; absent: no metrics endpoint)
+    ``listen``: ``host:port`` (IPv6 in brackets; ``*:9101`` for every local address, which
+    exposes the numbers to the network: prefer loopback) where ``maild serve`` answers
+    Prometheus at ``/metrics`` (maild/metrics.py). No ``unix:`` sockets (Prometheus
+    scrapes over TCP). Port 0 takes a free port (tests).
 
 Relative paths (spool, rules, sqlite, maildir, unix sockets) are resolved against the
 folder of this file, not the working directory; `Settings` holds absolute paths only.
@@ -175,10 +182,12 @@ from rules.source import (Address, ConfigError, KeyPath, StrictModel, load_yaml,
                           validate)
 
 __all__ = ["TRUST_NONE_WARNING", "TRUST_POLICIES", "UNKNOWN_SENDER_POLICIES", "ConfigError",
-           "Helpdesk", "ImapAccount", "Limits", "Listen", "Outbound", "Settings", "Trust",
+           "Helpdesk", "ImapAccount", "LOG_FORMATS", "Limits", "Listen", "Metrics", "Outbound",
+           "Settings", "Trust",
            "default_config_path", "load_settings", "parse_listen", "redact_url"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/maild/maild.yaml")
+LOG_FORMATS = ("text", "json")
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
 AUTHENTICATION_RESULTS = "authentication-results"
 TRUST_NONE_WARNING = ("trust.agents is none: any mail with an agent's From address acts as "
@@ -266,6 +275,17 @@ class ImapAccount:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    listen: str                    # 'host:port' ('*:port': every address); see maild/metrics.py
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) to bind; '' for every local address."""
+        host, port = parse_listen(self.listen)
+        return host or "", port
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str              # for playhouse.db_url.connect; sqlite: sqlite:////abs/path
     spool_dir: Path
@@ -279,6 +299,8 @@ class Settings:
     config_path: Path              # absolute path of the file these came from
     scheduler: Scheduler = Scheduler()
     imap: tuple[ImapAccount, ...] = ()
+    log_format: str = "text"               # one of LOG_FORMATS
+    metrics: Metrics | None = None         # None: no /metrics endpoint
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -363,6 +385,22 @@ class _Scheduler(StrictModel):
     close_resolved_after_days: Annotated[int, Field(ge=0)] = 7
 
 
+def _check_metrics_listen(value: str) -> str:
+    if isinstance(parse_listen(value), Path):
+        raise ValueError(f"expected host:port (Prometheus scrapes over TCP), got {value!r}")
+    return value
+
+
+class _Metrics(StrictModel):
+    listen: Annotated[str, AfterValidator(_check_metrics_listen)]
+
+
+def _check_log_format(value: str) -> str:
+    if value not in LOG_FORMATS:
+        raise ValueError(f"unknown log format {value!r}; use one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
 def _check_imap_url(value: str) -> str:
     parse_imap_url(value)
     return value
@@ -399,6 +437,8 @@ class _SettingsFile(StrictModel):
     scheduler: _Scheduler | None = None
     imap: list[_Imap] | None = None
     log_level: Annotated[str, AfterValidator(_check_log_level)] = "info"
+    log_format: Annotated[str, AfterValidator(_check_log_format)] = "text"
+    metrics: _Metrics | None = None
 
 
 # --- checks across keys: each yields (key path, message) ---------------------------------
@@ -547,6 +587,8 @@ def _build(doc: _SettingsFile, config_path: Path, imap_passwords: list[str] = ()
         scheduler=Scheduler(**(doc.scheduler or _Scheduler()).model_dump()),
         imap=tuple(_imap_account(account, password)
                    for account, password in zip(doc.imap or (), imap_passwords)),
+        log_format=doc.log_format,
+        metrics=Metrics(listen=_listen(doc.metrics.listen, resolve)) if doc.metrics else None,
     )
 
 

@@ -9,6 +9,10 @@ worker's batches, the sender's outbox updates, the SLA sweep and housekeeping), 
 SQLite has a single writer; the spool has its own writer thread.  No event loop ever
 waits on the database or on fsync.
 
+Metrics (maild.yaml `metrics:`): one `maild.metrics.Metrics` per process, handed to the
+parts that count; the intake role (or `both`) serves `/metrics` for both processes
+(maild/metrics.py says how the child's counters get there).
+
 IMAP mailboxes (maild.yaml `imap:`) are intake too: one task per account (maild/imap.py)
 runs beside the listeners in the intake role (`both` or `intake`), started after them and
 stopped on drain, when each finishes the batch in hand.
@@ -45,6 +49,7 @@ from maild.envelope import Envelope
 from maild.imap import ImapAccount
 from maild.intake import IntakeHandler
 from maild.listen import start_listener
+from maild.metrics import Metrics, MetricsServer, StateCollector, multiprocess_folder, registry_for
 from maild.outbound import Sender
 from maild.pidfile import remove_pid_file, write_pid_file
 from maild.relay import relay_from_url
@@ -92,6 +97,8 @@ class Daemon:
         self.worker: Worker | None = None
         self.sender: Sender | None = None
         self.scheduler: Scheduler | None = None
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
         self.ready = asyncio.Event()          # listeners bound: mail is accepted
         self.store_ready = asyncio.Event()    # database open: mail is processed
         self.notifier = notify.Notifier.from_environment()
@@ -105,6 +112,7 @@ class Daemon:
         """Make `raw` durable in the spool (with `also(conn)` in the same transaction, see
         maild/spool.py) and wake processing; the spool id."""
         spool_id = await self.runtime.spool.put_async(raw, envelope, also=also)
+        self.metrics.accepted(envelope.received_via)
         if self.child is not None:
             self.child.wake()
         self.work.set()
@@ -114,6 +122,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await self.in_store(self.runtime.spool.depth)      # a broken spool stops us here
         if self.role != PROCESSING:
+            self._serve_metrics()
             await self._listen()                           # accept mail even while the DB is down
             self._start_imap()
         if self.install_signals:
@@ -133,14 +142,16 @@ class Daemon:
             await self._run_intake()
         elif await self._open_store():
             self.store_ready.set()
-            self.worker = Worker(self.runtime.spool, self.db, self.runtime.context)
+            self.worker = Worker(self.runtime.spool, self.db, self.runtime.context,
+                                 metrics=self.metrics)
             self.sender = Sender(relay_from_url(self.settings.outbound.relay), self.in_store,
                                  db=self.db, max_attempts=self.settings.outbound.max_attempts,
                                  loop_value=self.settings.helpdesk.hostname,
-                                 envelope_from=self.settings.outbound.mail_from)
+                                 envelope_from=self.settings.outbound.mail_from,
+                                 metrics=self.metrics)
             self.scheduler = Scheduler(self.settings.scheduler, db=self.db,
                                        context=self.runtime.context, run_in_store=self.in_store,
-                                       on_queued=self.sender.wakeup.set)
+                                       on_queued=self.sender.wakeup.set, metrics=self.metrics)
             self.work.set()
             tasks = [asyncio.create_task(self._pump(), name="pump"),
                      asyncio.create_task(self.sender.run(self.stop), name="sender"),
@@ -157,6 +168,8 @@ class Daemon:
         notifying.cancel()
         self.store.submit(self.outbox_counter.close)
         self.store.shutdown(wait=True)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.runtime.spool.close()
         if self.role != PROCESSING:
             remove_pid_file(self.settings.spool_dir)
@@ -230,6 +243,19 @@ class Daemon:
                                           hostname=self.settings.helpdesk.hostname)
             self.handlers.append(handler)
             self.servers.append(server)
+
+    def _serve_metrics(self) -> None:
+        """`/metrics` on maild.yaml `metrics.listen`, if set (intake and `both` roles)."""
+        if self.settings.metrics is None:
+            return
+        collector = StateCollector(self.settings.spool_dir, self.settings.database_url,
+                                   self.imap_states)
+        registry = registry_for(self.metrics, collector, multiprocess_folder())
+        try:
+            self.metrics_server = MetricsServer.start(self.settings.metrics.address, registry)
+        except OSError as exc:
+            log.critical("metrics.listen %s: cannot listen: %s", self.settings.metrics.listen, exc)
+            raise
 
     def _start_imap(self) -> None:
         for settings in self.settings.imap:

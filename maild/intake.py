@@ -26,6 +26,7 @@ import re
 import asyncio
 from typing import Any, Awaitable, Callable
 
+from maild import logs
 from maild.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -95,15 +96,17 @@ class IntakeHandler:
         env = Envelope(mail_from=mail_from,
                        rcpt_tos=tuple(dict.fromkeys(envelope.rcpt_tos)),  # once each, in order
                        received_via=self.protocol, peer=_peer(session.peer))
-        message_id = _message_id(raw)
+        message_id = message_id_of(raw)
         try:
             spool_id = await self._submit(raw, env)
         except Exception:
-            log.exception("%s message %s from <%s> for %s: spool failed, answered 451",
-                          env.peer, message_id, mail_from, ",".join(env.rcpt_tos))
+            log.exception("%s message-id=%s from <%s> for %s: spool failed, answered 451",
+                          env.peer, message_id, mail_from, ",".join(env.rcpt_tos),
+                          extra=logs.about(message_id))
             return self._per_recipient(ERR_TEMP, envelope)
-        log.info("%s message %s from <%s> for %s: %d bytes queued as %s",
-                 env.peer, message_id, mail_from, ",".join(env.rcpt_tos), len(raw), spool_id)
+        log.info("%s message-id=%s from <%s> for %s: %d bytes queued as spool item %s",
+                 env.peer, message_id, mail_from, ",".join(env.rcpt_tos), len(raw), spool_id,
+                 extra=logs.about(message_id, spool_id=spool_id))
         return self._per_recipient(OK.format(id=spool_id), envelope)
 
     async def handle_exception(self, error: Exception) -> str:
@@ -207,8 +210,9 @@ def _printable(address: str) -> str:
     return address.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _message_id(raw: bytes) -> str:
-    """The Message-ID, for log lines only; a cheap scan of the header block."""
+def message_id_of(raw: bytes) -> str:
+    """The Message-ID as written (``<x@y>``), for log lines only; a cheap scan of the
+    header block."""
     ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
     match = _MESSAGE_ID.search(raw, 0, min(ends, default=len(raw)))
     return match.group(1).strip().decode("ascii", "replace") if match else "(no Message-ID)"

@@ -14,6 +14,9 @@ attempt, marks it failed and leaves an event on the ticket.  After a stop, lease
 yet started are handed back.  The envelope sender is a VERP-style bounce address
 `<local>+bounces-<outbox id>@<domain>` (from `outbound.mail_from`) so a later bounce names
 the mail it answers.
+
+Counted (`maild.metrics.Metrics`, when given) once each outcome is recorded: mail sent,
+by template; failures by kind, ``retry`` or ``failed``.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from typing import Awaitable, Callable
 import peewee
 
 from maild.aio import wait_first
+from maild import logs
 from maild.compose import OutboundMail, envelope_recipients, to_bytes
 from maild.relay import FAILED, RETRY, SENT, DeliveryResult, Relay, backoff
 from store import outbox
@@ -46,10 +50,11 @@ def bounce_address(from_address: str, outbox_id: int) -> str:
 class Sender:
     def __init__(self, relay: Relay, run_in_store: Callable[..., Awaitable], *,
                  db, max_attempts: int = 10, loop_value: str = "", envelope_from: str = "",
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, metrics=None):
         self.relay, self.run_in_store, self.db = relay, run_in_store, db
         self.max_attempts, self.loop_value, self.clock = max_attempts, loop_value, clock
         self.envelope_from = envelope_from          # outbound.mail_from; '' = the From address
+        self.metrics = metrics                      # maild.metrics.Metrics, or None
         self.wakeup = asyncio.Event()
         self.stop: asyncio.Event | None = None
         self._gate = asyncio.Semaphore(CONCURRENCY)
@@ -147,7 +152,19 @@ class Sender:
             if result is not None:
                 log.info("ticket=#%s message-id=<%s> to=%s %s %s%s", due.ticket_number,
                          due.draft.message_id, due.draft.to_address, result.status, result.detail,
-                         "" if held else " (lease lost: another sender holds this mail now)")
+                         "" if held else " (lease lost: another sender holds this mail now)",
+                         extra=logs.about(due.draft.message_id, due.ticket_number))
+                self._count(due, result)
+
+    def _count(self, due: outbox.DueMail, result: DeliveryResult) -> None:
+        if self.metrics is None:
+            return
+        if result.status == SENT:
+            self.metrics.delivered(due.draft.template)
+        elif result.status == RETRY and due.attempts < self.max_attempts:
+            self.metrics.delivery_failed("retry")
+        else:
+            self.metrics.delivery_failed("failed")
 
     def _outcome(self, due: outbox.DueMail, result: DeliveryResult | None, now: datetime) -> bool:
         if result is None:

@@ -47,8 +47,9 @@ MAX_NAP = 1.0         # seconds: how long the loop task sleeps between looks at 
 class Scheduler:
     def __init__(self, settings: SchedulerSettings, *, db, context: Callable,
                  run_in_store: Callable[..., Awaitable], on_queued: Callable[[], None] = lambda: None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, metrics=None):
         self.settings, self.db, self.context = settings, db, context
+        self.metrics = metrics                 # maild.metrics.Metrics: SLA steps sent
         self.run_in_store, self.on_queued, self.clock = run_in_store, on_queued, clock
         self.jobs = schedule.Scheduler()
         self.jobs.every(settings.sla_sweep_seconds).seconds.do(self.sweep)
@@ -98,6 +99,9 @@ class Scheduler:
             log.exception("SLA sweep failed; trying again in %ss", self.settings.sla_sweep_seconds)
             return None
         self.last_sweep = result
+        if self.metrics is not None:
+            for step in result.sent:
+                self.metrics.escalated(step.breached)
         self.queued += sum(len(step.recipients) for step in result.sent)
         return result
 

@@ -10,19 +10,28 @@ spool only after that commit.  A message whose preparation or savepoint fails go
 quarantine with the exception text; the others commit.  If the database itself is
 unreachable, the batch goes back to the spool untouched and `StoreUnavailable` is raised
 so the caller can back off: mail is never acknowledged and then lost.
+
+Counted (`maild.metrics.Metrics`, when given): each message committed, by outcome, with
+its time from spool accept to commit (the worker's `clock`) and its kind when automatic;
+each quarantined, by reason class: ``parse`` (unreadable), ``refused`` (over a parse
+limit: `parsers.limits.MessageRefused`), ``store`` (its savepoint failed).  Log lines
+carry the Message-ID and ticket number in the text and as `maild.logs.about` fields.
 """
 from __future__ import annotations
 
 import logging
 import traceback
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
 import peewee
 
-from maild import agent_mail, bounce_mail, customer_mail, pipeline
+from maild import agent_mail, bounce_mail, customer_mail, logs, pipeline
+from maild.intake import message_id_of
+from maild.metrics import Metrics
 from parsers.classify import BOUNCE
+from parsers.limits import MessageRefused
 from maild.spool import Spool, SpoolItem
 from store.db import utcnow
 
@@ -44,6 +53,8 @@ class Handled:
     message_id: str | None
     acknowledged: bool = False
     reason: str = ""
+    kind: str = ""            # the inbound classification (parsers.classify)
+    returned: bool = False    # a bounce that marked one of our mails bounced
 
 
 def _reason(exc: BaseException) -> str:
@@ -55,9 +66,11 @@ def _reason(exc: BaseException) -> str:
 class Worker:
     def __init__(self, spool: Spool, db: peewee.Database,
                  context: Callable[[], pipeline.Context], *,
-                 clock: Callable[[], datetime] = utcnow, batch: int = BATCH):
+                 clock: Callable[[], datetime] = utcnow, batch: int = BATCH,
+                 metrics: Metrics | None = None):
         self.spool, self.db, self.context, self.clock = spool, db, context, clock
         self.batch = batch
+        self.metrics = metrics
 
     def process_available(self) -> int:
         """Process one batch of waiting messages; return how many were handled."""
@@ -86,16 +99,29 @@ class Worker:
                 prepared.append((item, *pipeline.prepare(item.raw, item.envelope, context,
                                                          received_at=item.received_at)))
             except Exception as exc:  # noqa: BLE001 - any failure is a quarantine reason
-                results.append(self._quarantine(item, "parse: " + _reason(exc)))
+                results.append(self._quarantine(item, "parse: " + _reason(exc),
+                                                "refused" if isinstance(exc, MessageRefused) else "parse"))
                 settled.add(item.id)
         recorded, failed = self._store(prepared, context)
+        self._committed(recorded, {item.id: item for item, _, _ in prepared})
         self.spool.finish([h.spool_id for h in recorded])
         settled.update(h.spool_id for h in recorded)
         results.extend(recorded)
         for item, reason in failed:
-            results.append(self._quarantine(item, reason))
+            results.append(self._quarantine(item, reason, "store"))
             settled.add(item.id)
         return results
+
+    def _committed(self, recorded: list[Handled], items: dict[int, SpoolItem]) -> None:
+        if self.metrics is None or not recorded:
+            return
+        now = self.clock()
+        now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+        for handled in recorded:
+            waited = (now - items[handled.spool_id].received_at).total_seconds()
+            self.metrics.processed(handled.outcome, handled.kind, waited)
+            if handled.returned:
+                self.metrics.delivery_failed("bounced")
 
     def _store(self, prepared, context) -> tuple[list[Handled], list[tuple[SpoolItem, str]]]:
         """One transaction for the batch, one savepoint per message."""
@@ -138,21 +164,30 @@ class Worker:
             bounced = bounce_mail.handle(inbound, context, now=self.clock())
             log.info("message-id=<%s> ticket=#%s bounce: %s%s", inbound.message_id,
                      bounced.ticket_number, bounced.summary,
-                     f" (matched by {bounced.matched_by})" if bounced.matched_by else "")
-            return Handled(item.id, bounced.outcome, bounced.ticket_number, inbound.message_id)
+                     f" (matched by {bounced.matched_by})" if bounced.matched_by else "",
+                     extra=logs.about(inbound.message_id, bounced.ticket_number, spool_id=item.id))
+            return Handled(item.id, bounced.outcome, bounced.ticket_number, inbound.message_id,
+                           kind=inbound.kind, returned=bounced.event == bounce_mail.FAILED_EVENT
+                           and bounced.ticket_number is not None)
         outcome = handler.handle(inbound, routing, context, now=self.clock())
         recorded = outcome.recorded
         log.info("message-id=<%s> ticket=#%s %s by %s kind=%s%s%s%s", inbound.message_id,
                  recorded.ticket_number, recorded.outcome, recorded.threaded_by, inbound.kind,
                  f" agent={inbound.author} {outcome.summary}" if inbound.author else "",
                  " ack queued" if outcome.acknowledged else "",
-                 f" {outcome.notified} mail(s) to agents" if outcome.notified and not inbound.author else "")
+                 f" {outcome.notified} mail(s) to agents" if outcome.notified and not inbound.author else "",
+                 extra=logs.about(inbound.message_id, recorded.ticket_number, spool_id=item.id))
         return Handled(item.id, recorded.outcome, recorded.ticket_number, inbound.message_id,
-                       acknowledged=outcome.acknowledged)
+                       acknowledged=outcome.acknowledged, kind=inbound.kind)
 
-    def _quarantine(self, item: SpoolItem, reason: str) -> Handled:
-        log.warning("spool item %d quarantined: %s", item.id, reason)
+    def _quarantine(self, item: SpoolItem, reason: str, why: str) -> Handled:
+        """`why`: the reason's class for the metrics (parse | refused | store)."""
+        message_id = message_id_of(item.raw)
+        log.warning("spool item %d message-id=%s quarantined: %s", item.id, message_id, reason,
+                    extra=logs.about(message_id, spool_id=item.id))
         self.spool.quarantine(item.id, reason)
+        if self.metrics is not None:
+            self.metrics.quarantined(why)
         return Handled(item.id, "quarantined", None, None, reason=reason)
 
 

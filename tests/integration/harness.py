@@ -41,7 +41,7 @@ def write_config(folder: Path, database_url: str, relay: str, **extra) -> Path:
     """maild.yaml and rules.yaml in `folder`.  `extra` may give `limits`, `helpdesk` (more
     keys inside helpdesk: '{...}', e.g. 'comment_address: x@y'), `trust` and `scheduler`
     (the mappings), `imap` (the list of accounts: YAML text, or a list of dicts),
-    `rules` (the whole rules.yaml), and `address`, `hostname`, `token_prefix` for a help
+    `rules` (the whole rules.yaml), `metrics` (the mapping, e.g. '{listen: "127.0.0.1:0"}'), and `address`, `hostname`, `token_prefix` for a help
     desk other than support@example.com (a second instance)."""
     folder.mkdir(parents=True, exist_ok=True)
     limits = extra.get("limits", "{max_message_size: 200000, auto_replies_per_hour: 3}")
@@ -58,6 +58,7 @@ def write_config(folder: Path, database_url: str, relay: str, **extra) -> Path:
         + (f"trust: {extra['trust']}\n" if extra.get("trust") else "")
         + (f"scheduler: {extra['scheduler']}\n" if extra.get("scheduler") else "")
         + (f"imap: {_yaml(extra['imap'])}\n" if extra.get("imap") else "")
+        + (f"metrics: {extra['metrics']}\n" if extra.get("metrics") else "")
         + f"limits: {limits}\n")
     (folder / "rules.yaml").write_text(extra.get("rules", DEFAULT_RULES))
     return folder / "maild.yaml"
