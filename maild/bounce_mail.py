@@ -62,11 +62,12 @@ def handle(inbound: InboundMessage, context: Context, *, now: datetime) -> Outco
     event = _event(report)
     message_pk = None
     if found is not None:
-        if event == FAILED_EVENT and found.outbox_id is not None:
-            outbox.mark_bounced(found.outbox_id, error(first))
+        detail = _detail(report, first, found)
+        if event == FAILED_EVENT and found.outbox_id is not None and not outbox.mark_bounced(
+                found.outbox_id, error(first)):
+            detail += "; the mail was not sent yet, so this cannot be its bounce: it stays queued"
         message_pk = tickets.store_bounce_message(found.ticket_id, inbound, now=now)
-        tickets.add_event(found.ticket_id, now, inbound.from_address or "system", event,
-                          _detail(report, first, found))
+        tickets.add_event(found.ticket_id, now, inbound.from_address or "system", event, detail)
     bounces.record(bounces.BounceRecord(
         received_at=now, message_key=inbound.message_key, message_id=inbound.message_id,
         from_address=inbound.from_address, subject=inbound.subject, recipient=first.address,

@@ -107,12 +107,16 @@ def automatic_on_ticket_since(ticket_id: int, since: datetime) -> int:
     return count
 
 
-def mark_bounced(outbox_id: int, error: str) -> None:
+def mark_bounced(outbox_id: int, error: str) -> bool:
     """A bounce came back for this mail: `bounced`, never sent again (in the caller's
     transaction; the caller leaves the ticket's event).  A sender still holding its lease
-    finds the row changed and records nothing over it."""
-    execute(Outbox._meta.database, 'UPDATE "outbox" SET "status" = ?, "last_error" = ? WHERE "id" = ?',
-            [BOUNCED, error, outbox_id])
+    finds the row changed and records nothing over it.  A mail never yet handed to a
+    relay (queued, no attempt) cannot have bounced: such a "bounce" is forged or confused
+    and changes nothing (False); it must not stop the mail from going out."""
+    return execute(Outbox._meta.database,
+                   'UPDATE "outbox" SET "status" = ?, "last_error" = ? '
+                   'WHERE "id" = ? AND NOT ("status" = ? AND "attempts" = 0)',
+                   [BOUNCED, error, outbox_id, QUEUED]) == 1
 
 
 def sent_to(ticket_id: int, message_ids: tuple[str, ...], addresses: tuple[str, ...]) -> bool:

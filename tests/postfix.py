@@ -521,6 +521,10 @@ class Postfix:
         out = self._run([POSTQUEUE, "-c", str(self.config_directory), "-j"]).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
+    def flush(self) -> None:
+        """Try every deferred message now (`postqueue -f`), as an admin does after a fix."""
+        self._run([POSTQUEUE, "-c", str(self.config_directory), "-f"])
+
     def wait_queue_empty(self, timeout: float = WAIT_TIMEOUT) -> None:
         try:
             wait_until(lambda: not self.queue(), timeout, "Postfix's queue to be empty")

@@ -549,6 +549,7 @@ def test_the_documented_pipe_transport_runs_maild_ingest(pipe_postfix):
 
     spool.unlink()
     (folder / "spool.away").rename(spool)                        # fixed: the next try goes in
+    postfix.flush()           # at once (the backoff alone retried within 60 s, but not always)
     sent = postfix.wait_for_delivery(to=SUPPORT, status="sent", timeout=60)
     assert sent.service == "pipe" and sent.text.startswith("delivered via maild service (")
     assert "message-id=<pipe@sink.test> ticket=#1 created" in sent.text    # ingest's log line

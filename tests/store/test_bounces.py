@@ -90,6 +90,19 @@ def test_a_bounce_to_the_verp_address_marks_the_mail_bounced_and_tells_its_ticke
     assert b["size"] is None          # its bytes are on the ticket
 
 
+def test_a_bounce_for_a_mail_not_yet_sent_leaves_it_queued(desk):
+    # nothing handed the mail to a relay yet, so nothing can have bounced it: a forged or
+    # confused "bounce" must not stop the acknowledgement from going out
+    desk.deliver(mail(message_id="printer@customer.example", sender=f"Carol <{CUSTOMER}>"))
+    [ack] = Outbox.select()
+    verp = f"support+bounces-{ack.id}@example.com"
+    handled = desk.deliver(bounce_of(ack, to=verp), rcpt=verp, mail_from="")
+    row = Outbox.get_by_id(ack.id)
+    assert (row.status, row.last_error) == ("queued", None)
+    [detail] = events(handled.ticket_number, "delivery_failed")
+    assert "not sent yet" in detail and "stays queued" in detail
+
+
 def test_a_bounce_without_verp_is_matched_by_the_returned_message_id(desk):
     ack = acknowledged(desk)
     handled = desk.deliver(bounce_of(ack, to="support@example.com"), mail_from="")
