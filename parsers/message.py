@@ -56,6 +56,7 @@ import email.policy
 import email.utils
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -212,7 +213,8 @@ def _build(message, extracted, defects: list[str], trimmed: list[str], limits: L
     text = "\n\n".join(plain) if plain else _html_text(html_parts, defects)
     from_list = addresses(raw_first.get("from", ""), require_at=False)
     if extracted is not None:
-        attachments = _attachments_from_mailparser(extracted.attachments, limits, trimmed)
+        attachments = _attachments_from_mailparser(extracted.attachments, limits, trimmed,
+                                                   _written_names(message))
         defects.extend(_mailparser_defects(extracted.defects))
     else:
         attachments = _attachments_from_parts(message, limits, trimmed) if with_bodies else ()
@@ -290,15 +292,30 @@ def _html_text(parts: list[str], defects: list[str]) -> str:
     return "\n\n".join(filter(None, texts))
 
 
-def _attachments_from_mailparser(items, limits: Limits, trimmed: list[str]
-                                 ) -> tuple[Attachment, ...]:
+# mail-parser names an attachment that has no name '<10 random letters>.txt' (or .rtf),
+# so the same bytes would parse differently every time (replays, rules on names)
+_INVENTED_NAME = re.compile(r"[A-Za-z]{10}\.(?:txt|rtf)")
+
+
+def _written_names(message) -> frozenset[str]:
+    """The file names the sender wrote, on any part."""
+    return frozenset(str(name) for part in message.walk() if (name := part.get_filename()))
+
+
+def _attachments_from_mailparser(items, limits: Limits, trimmed: list[str],
+                                 written: frozenset[str] = frozenset()) -> tuple[Attachment, ...]:
     """mail-parser's attachment dicts as Attachments; binary payloads come as base64
-    (and are decoded only when within `limits`)."""
+    (and are decoded only when within `limits`).  A name mail-parser made up for an
+    unnamed attachment (not among the `written` ones) becomes '' (no name), as the
+    sender wrote it."""
     kept = _Kept(limits, trimmed)
     for item in items:
         payload = item.get("payload") or ""
         binary = item.get("binary") and isinstance(payload, str)
-        filename = one_line(str(item.get("filename") or ""))
+        invented = str(item.get("filename") or "")
+        if _INVENTED_NAME.fullmatch(invented) and invented not in written:
+            invented = ""
+        filename = one_line(invented)
         size = _base64_size(payload) if binary else len(payload)
         if not kept.admits(filename, size):
             continue
