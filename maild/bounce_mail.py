@@ -65,7 +65,7 @@ def handle(inbound: InboundMessage, context: Context, *, now: datetime) -> Outco
         detail = _detail(report, first, found)
         if event == FAILED_EVENT and found.outbox_id is not None and not outbox.mark_bounced(
                 found.outbox_id, error(first)):
-            detail += "; the mail was not sent yet, so this cannot be its bounce: it stays queued"
+            detail += "; the mail is not marked sent, so this cannot be its bounce: its status stays"
         message_pk = tickets.store_bounce_message(found.ticket_id, inbound, now=now)
         tickets.add_event(found.ticket_id, now, inbound.from_address or "system", event, detail)
     bounces.record(bounces.BounceRecord(

@@ -41,7 +41,7 @@ from maild.notify import child_environment
 log = logging.getLogger(__name__)
 
 RESTART_SECONDS = 2.0
-STOP_SECONDS = 20.0        # with the listeners' 5 s, below systemd's TimeoutStopSec=30
+STOP_SECONDS = 20.0        # worst drain: listeners 2x5 s + IMAP 20 s + this < TimeoutStopSec=60
 QUICK_SECONDS = 10.0       # a child that dies this soon after starting ...
 MAX_QUICK_DEATHS = 5       # ... this many times in a row is not restarted again
 FIRST_BEAT_SECONDS = 30.0  # a new child's first beat may take this long (imports, rules)

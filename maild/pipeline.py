@@ -40,8 +40,9 @@ from maild.envelope import Envelope
 from parsers.auth import TrustPolicy, authenticate
 from parsers.commands import split_commands
 from parsers import threading as threads
-from parsers.classify import AUTOMATIC, BOUNCE, NORMAL, classify
-from parsers.dsn import read_report
+from parsers.classify import (AUTOMATIC, BOUNCE, NORMAL, classify, delivery_status_report,
+                              ses_bounce)
+from parsers.dsn import read_report, verp_outbox_id
 from parsers.html import sanitize
 from parsers.limits import Limits
 from parsers.message import ParsedMail, parse
@@ -133,12 +134,36 @@ def prepare(raw: bytes, envelope: Envelope, context: Context, *,
         author=author, auth=auth, commands=commands,
         to_comment=bool(context.comment_address)
         and context.comment_address in (*envelope.rcpt_tos, *mail.to, *mail.cc),
-        body_hash=visible_body_hash(mail.visible_text, mail.subject,
-                                    tuple(a.sha256 for a in mail.attachments)),
-        report=read_report(mail, raw, addresses=tuple(
-            a for a in (*envelope.rcpt_tos, *mail.to) if context.is_ours(a)))
-        if verdict.kind == BOUNCE and not forwarded_bounce(mail, envelope) else None)
+        # a trimmed mail's stored parts don't say what it was: never collapsed as a burst
+        body_hash=None if mail.trimmed else visible_body_hash(
+            mail.visible_text, mail.subject, tuple(a.sha256 for a in mail.attachments)),
+        report=_report(mail, raw, envelope, context) if verdict.kind == BOUNCE else None)
     return inbound, routing
+
+
+def _report(mail: ParsedMail, raw: bytes, envelope: Envelope, context: Context):
+    """What a bounce reports, when it truly is one; None sends it down the customer's path
+    (a ticket, never an acknowledgement).  A subject ("Delivery failed for my order") or
+    a postmaster@ From alone is what people write too, and a forwarded bounce is a
+    person's question: only a machine's marks count -- the null sender, a
+    delivery-status report, X-Failed-Recipients, an SES bounce, or our VERP address."""
+    ours = tuple(a for a in (*envelope.rcpt_tos, *mail.to) if context.is_ours(a))
+    null = null_sender(mail, envelope)
+    machine = (null or any(verp_outbox_id(a) is not None for a in ours)
+               or mail.header("X-Failed-Recipients") is not None
+               or delivery_status_report(mail, None) or ses_bounce(mail, None))
+    if not machine or forwarded_bounce(mail, envelope):
+        return None
+    limits = context.limits
+    return read_report(mail, raw, addresses=ours, null_sender=null,
+                       max_parts=limits.max_mime_parts, max_depth=limits.max_mime_depth)
+
+
+def null_sender(mail: ParsedMail, envelope: Envelope) -> bool:
+    """From the null sender <>: the envelope's, or Return-Path when it is unknown (IMAP)."""
+    if envelope.mail_from is not None:
+        return envelope.mail_from.strip() in ("", "<>")
+    return (mail.header("Return-Path") or "x").strip() in ("", "<>")
 
 
 _FORWARD = re.compile(r"^\s*(?:fwd?|wg|tr|rv|vs)\s*:", re.I)

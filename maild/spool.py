@@ -413,6 +413,11 @@ class Spool:
     def _recover_orphans(self, conn: sqlite3.Connection) -> int | None:
         """Take the claim lock; if free, rows in processing are a dead claimer's: requeue."""
         fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.geteuid() == 0:
+            # root (an admin's `maild init`, a restore) must not leave the lock root-owned:
+            # the service user could then never open the spool; it belongs to the folder's owner
+            owner = os.stat(self.directory)
+            os.fchown(fd, owner.st_uid, owner.st_gid)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             crashed = conn.execute("UPDATE spool SET state = 'incoming', updated_at = ?"

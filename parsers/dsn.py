@@ -54,7 +54,7 @@ from email.message import Message
 from flufl.bounce import all_failures
 
 from parsers.charsets import decode_bytes
-from parsers.feed import message_from_bytes
+from parsers.feed import read_message
 from parsers.headers import as_text, unfold
 from parsers.message import ParsedMail
 from parsers.msgid import normalize_message_id
@@ -67,6 +67,8 @@ RFC3464 = "rfc3464"
 MAX_TEXT = 200_000            # characters of a bounce's text searched (hostile input stays cheap)
 MAX_DIAGNOSTIC = 500
 MAX_GUESSED = 20              # recipients taken from a bounce's prose at most
+MAX_LINE = 1_000              # characters of a line searched (a 100 KB "word" stays linear)
+MAX_PARTS, MAX_DEPTH = 1_000, 100   # MIME read of a bounce, as parsers.limits' defaults
 FLUFL_BYTES = 256 * 1024      # flufl.bounce reads every line: a big bounce is cut for it
 WINDOW = 6                    # lines after a recipient's address searched for its reason
 
@@ -84,7 +86,7 @@ _CUT_DIAGNOSTIC = re.compile(r"^(?:[45]\d\d[ -])?(?:#?[245]\.\d{1,3}\.\d{1,3}\b\
 
 # The bounce's own text ends where the returned mail's copy begins.
 COPY_MARKERS = re.compile(
-    r"^\s*(?:-+\s*)?(?:below this line is a copy of the message|this is a copy of the message"
+    r"^[ \t]*(?:-+[ \t]*)?(?:below this line is a copy of the message|this is a copy of the message"
     r"|original message(?: follows| headers| header)?\b|the original message|message headers follow"
     r"|headers of the original message|forwarded message|returned message|included is a copy"
     r"|a copy of the original message|undelivered message headers|---+ ?original message"
@@ -158,16 +160,22 @@ def verp_outbox_id(address: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def read_report(mail: ParsedMail, raw: bytes, *, addresses: tuple[str, ...] = ()) -> DeliveryReport:
-    """Everything `mail` (a bounce) reports; `addresses`: ours that may carry a VERP id."""
+def read_report(mail: ParsedMail, raw: bytes, *, addresses: tuple[str, ...] = (),
+                null_sender: bool = True, max_parts: int = MAX_PARTS,
+                max_depth: int = MAX_DEPTH) -> DeliveryReport:
+    """Everything `mail` (a bounce) reports; `addresses`: ours that may carry a VERP id.
+    The mail's own In-Reply-To/References count as returned ids only from the null
+    sender (a person at postmaster@ answering our mail is not returning it).  The MIME
+    tree is read within `max_parts`/`max_depth` (parse's limits), every line of the text
+    within MAX_LINE characters: nothing a stranger writes costs more than linear time."""
     verp = next((n for n in map(verp_outbox_id, addresses) if n is not None), None)
     try:
-        message = message_from_bytes(raw)
+        message = read_message(raw, max_parts=max_parts, max_depth=max_depth)[0]
     except Exception as exc:  # noqa: BLE001 - absurd nesting and the like: the text alone
         log.info("dsn: MIME structure unusable (%r), reading the text only", exc)
         message = None
     parts = _parts(message) if message is not None else _Parts()
-    text = (mail.text or "")[:MAX_TEXT]
+    text = "\n".join(line[:MAX_LINE] for line in (mail.text or "")[:MAX_TEXT].splitlines())
     own_text = _own_text(text)
     reporting_mta, recipients = _standard(parts.delivery_status)
     fmt = RFC3464 if recipients else ""
@@ -178,7 +186,8 @@ def read_report(mail: ParsedMail, raw: bytes, *, addresses: tuple[str, ...] = ()
         recipients = _non_standard(mail, message, raw, own_text)
     else:
         recipients = tuple(_complete(r, own_text) for r in recipients)
-    ids = [*parts.returned_ids, *(_QUOTED_ID.findall(text)), *mail.in_reply_to, *reversed(mail.references)]
+    ids = [*parts.returned_ids, *(_QUOTED_ID.findall(text)),
+           *((*mail.in_reply_to, *reversed(mail.references)) if null_sender else ())]
     normalized = (normalize_message_id(i) for i in ids)
     own = mail.message_id
     return DeliveryReport(format=fmt, reporting_mta=reporting_mta, recipients=recipients,
@@ -396,7 +405,7 @@ def _flufl(message: Message | None, raw: bytes) -> tuple[set[str], set[str]]:
     is given its first FLUFL_BYTES only: the report comes first, the returned mail last."""
     try:
         if len(raw) > FLUFL_BYTES:
-            message = message_from_bytes(raw[:FLUFL_BYTES])
+            message = read_message(raw[:FLUFL_BYTES], max_parts=MAX_PARTS, max_depth=MAX_DEPTH)[0]
         if message is None:
             return set(), set()
         temporary, permanent = all_failures(message)

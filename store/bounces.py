@@ -20,9 +20,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from parsers.threading import ticket_from_message_id
 from store.fastsql import fetch, insert_row
-from store.models import Bounce, Outbox, Ticket
+from store.models import Bounce, Message, Outbox, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +74,14 @@ def match(*, verp_outbox_id: int | None, message_ids: tuple[str, ...], hostname:
         for message_id in ids:
             if message_id in by_id:
                 return _match(by_id[message_id], MESSAGE_ID)
+        # a mail of ours we keep on a ticket but not in the outbox: the exact id must be
+        # stored (an id that merely looks like ours -- maild.<N>.<anything>@host -- is
+        # what a stranger forges to write on ticket N)
+        stored = {m.message_id: m for m in Message.select(Message.message_id, Message.ticket)
+                  .where(Message.message_id.in_(ids), Message.direction == "out")}
         for message_id in ids:
-            number = ticket_from_message_id(message_id, hostname)
-            ticket = Ticket.get_or_none(Ticket.number == number) if number is not None else None
-            if ticket is not None:
+            if message_id in stored:
+                ticket = Ticket.get_by_id(stored[message_id].ticket_id)
                 return Match(ticket.id, ticket.number, MESSAGE_ID, message_id=message_id)
     return None
 

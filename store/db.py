@@ -55,6 +55,9 @@ def is_sqlite(db: peewee.Database) -> bool:
     return isinstance(db, peewee.SqliteDatabase)
 
 
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def open_database(url: str) -> peewee.Database:
     """Connect to `url`, bind every model to it, and return the database."""
     from store.models import ALL_MODELS
@@ -65,7 +68,9 @@ def open_database(url: str) -> peewee.Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
     else:
-        db = connect(url)
+        # bounded: a database host that accepts TCP and never answers must not hang
+        # start-up, the STATUS count or a stop until systemd's SIGKILL
+        db = connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     try:
         db.connect(reuse_if_open=True)
     except peewee.OperationalError as exc:

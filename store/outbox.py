@@ -108,15 +108,13 @@ def automatic_on_ticket_since(ticket_id: int, since: datetime) -> int:
 
 
 def mark_bounced(outbox_id: int, error: str) -> bool:
-    """A bounce came back for this mail: `bounced`, never sent again (in the caller's
-    transaction; the caller leaves the ticket's event).  A sender still holding its lease
-    finds the row changed and records nothing over it.  A mail never yet handed to a
-    relay (queued, no attempt) cannot have bounced: such a "bounce" is forged or confused
-    and changes nothing (False); it must not stop the mail from going out."""
+    """A bounce came back for this mail: `bounced` (in the caller's transaction; the
+    caller leaves the ticket's event).  Only a mail a relay accepted (`sent`) can have
+    bounced: a "bounce" for one still queued, waiting for a retry or being handed over is
+    forged (VERP ids are sequential) or confused, and must not stop it (False)."""
     return execute(Outbox._meta.database,
-                   'UPDATE "outbox" SET "status" = ?, "last_error" = ? '
-                   'WHERE "id" = ? AND NOT ("status" = ? AND "attempts" = 0)',
-                   [BOUNCED, error, outbox_id, QUEUED]) == 1
+                   'UPDATE "outbox" SET "status" = ?, "last_error" = ? WHERE "id" = ? AND "status" = ?',
+                   [BOUNCED, error, outbox_id, SENT]) == 1
 
 
 def sent_to(ticket_id: int, message_ids: tuple[str, ...], addresses: tuple[str, ...]) -> bool:

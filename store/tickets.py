@@ -293,7 +293,8 @@ def store_agent_message(ticket_id: int, msg: InboundMessage, *, kind: str, text:
 def store_bounce_message(ticket_id: int, msg: InboundMessage, *, now: datetime) -> int:
     """Store a bounce on the ticket of the mail it returns: internal (agents see it, no
     customer ever does), the ticket itself unchanged."""
-    return _store_message(ticket_id, msg, now=now, unverified=False, internal=True)
+    # unverified: anyone can write a bounce (to a VERP address, with our Message-ID)
+    return _store_message(ticket_id, msg, now=now, unverified=True, internal=True)
 
 
 def _store_message(ticket_id: int, msg: InboundMessage, *, now: datetime, unverified: bool,

@@ -100,7 +100,7 @@ def test_a_bounce_for_a_mail_not_yet_sent_leaves_it_queued(desk):
     row = Outbox.get_by_id(ack.id)
     assert (row.status, row.last_error) == ("queued", None)
     [detail] = events(handled.ticket_number, "delivery_failed")
-    assert "not sent yet" in detail and "stays queued" in detail
+    assert "not marked sent" in detail and "status stays" in detail
 
 
 def test_a_bounce_without_verp_is_matched_by_the_returned_message_id(desk):
