@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import jinja2.bccache
 from jinja2.lexer import Lexer
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
@@ -167,6 +168,32 @@ _watchdog = _Watchdog()
 
 # -- the environment ------------------------------------------------------------------
 
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled templates kept for the life of the process, by file and source checksum
+    (Jinja's Bucket checks it): a reload, `maild check` or repeated `maild ingest` in
+    one process compile each template once (~22 ms each) instead of every time.  Every
+    `TemplateEnvironment` makes its environment with the same options, so a compiled
+    template fits them all."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with self._lock:
+            code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)      # ignored if the checksum differs
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = bucket.bytecode_to_string()
+        with self._lock:
+            self._code[bucket.key] = code
+
+
+_COMPILED = _CompiledTemplates()
+
+
 class _MailSandbox(SandboxedEnvironment):
     """The sandbox, refusing the single operations that could run for minutes in C.
 
@@ -254,7 +281,7 @@ class TemplateEnvironment:
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html", "htm"),
                                                 default_for_string=False, default=False),
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-            auto_reload=False,
+            auto_reload=False, bytecode_cache=_COMPILED,
         )
         self.env.filters.update(first_lines=first_lines, quote=quote)
         # Compile everything now: a broken site template is reported at start (and by
