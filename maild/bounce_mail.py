@@ -50,6 +50,7 @@ class Outcome:
     matched_by: str = ""                # store.bounces.VERP | MESSAGE_ID | '' (unmatched)
     event: str = ""                     # the event left on the ticket
     summary: str = ""
+    marked: bool = False                # an outbox row became `bounced`
 
 
 def handle(inbound: InboundMessage, context: Context, *, now: datetime) -> Outcome:
@@ -60,11 +61,12 @@ def handle(inbound: InboundMessage, context: Context, *, now: datetime) -> Outco
                           message_ids=report.original_message_ids, hostname=context.hostname)
     first = report.primary or RecipientReport("")
     event = _event(report)
-    message_pk = None
+    message_pk, marked = None, False
     if found is not None:
         detail = _detail(report, first, found)
-        if event == FAILED_EVENT and found.outbox_id is not None and not outbox.mark_bounced(
-                found.outbox_id, error(first)):
+        marked = (event == FAILED_EVENT and found.outbox_id is not None
+                  and outbox.mark_bounced(found.outbox_id, error(first)))
+        if event == FAILED_EVENT and found.outbox_id is not None and not marked:
             detail += "; the mail is not marked sent, so this cannot be its bounce: its status stays"
         message_pk = tickets.store_bounce_message(found.ticket_id, inbound, now=now)
         tickets.add_event(found.ticket_id, now, inbound.from_address or "system", event, detail)
@@ -76,7 +78,7 @@ def handle(inbound: InboundMessage, context: Context, *, now: datetime) -> Outco
         raw=None if found is not None else inbound.raw, match=found, message_pk=message_pk))
     if found is None:
         return Outcome(RECORDED, summary=f"unmatched bounce ({_what(first)})")
-    return Outcome(RECORDED, found.ticket_number, found.matched_by, event,
+    return Outcome(RECORDED, found.ticket_number, found.matched_by, event, marked=marked, summary=
                    f"{event} for {found.template or 'a mail'} to {first.address or found.to_address}")
 
 

@@ -167,8 +167,7 @@ class Worker:
                      f" (matched by {bounced.matched_by})" if bounced.matched_by else "",
                      extra=logs.about(inbound.message_id, bounced.ticket_number, spool_id=item.id))
             return Handled(item.id, bounced.outcome, bounced.ticket_number, inbound.message_id,
-                           kind=inbound.kind, returned=bounced.event == bounce_mail.FAILED_EVENT
-                           and bounced.ticket_number is not None)
+                           kind=inbound.kind, returned=bounced.marked)
         outcome = handler.handle(inbound, routing, context, now=self.clock())
         recorded = outcome.recorded
         log.info("message-id=<%s> ticket=#%s %s by %s kind=%s%s%s%s", inbound.message_id,
