@@ -12,11 +12,11 @@ Route (DESIGN §6): the rules see the message's `rules.facts.Facts` (with the se
 as a new ticket and as a reply, because only the store knows which it is
 (`rules.engine.route`); `maild.routing` applies the one that came true.
 
-Bounces: a mail classified `bounce` also gets its `parsers.dsn.DeliveryReport`
-(`inbound.report`), read with the VERP address among its envelope recipients and To
-(ours only: `is_ours`), for `maild.bounce_mail` -- unless a person forwarded it
-("Fwd: Undelivered Mail ...", `forwarded_bounce`): that is someone asking about a
-bounce, handled as their mail (a ticket, no acknowledgement).  Every mail gets `inbound.body_hash`
+Bounces: a mail classified `bounce` that carries a machine's marks (`_report`: the null
+sender, a delivery-status report, X-Failed-Recipients, an SES bounce, our VERP address)
+also gets its `parsers.dsn.DeliveryReport` (`inbound.report`) for `maild.bounce_mail`;
+without them, or forwarded by a person ("Fwd: Undelivered Mail ...", `forwarded_bounce`),
+it is someone's mail: a ticket, no acknowledgement.  Every mail gets `inbound.body_hash`
 (`visible_body_hash`: its subject, visible text and attachments), which the burst brake
 compares.
 
@@ -171,7 +171,7 @@ _FORWARD = re.compile(r"^\s*(?:fwd?|wg|tr|rv|vs)\s*:", re.I)
 
 def forwarded_bounce(mail: ParsedMail, envelope: Envelope) -> bool:
     """A bounce a person forwarded: a forward's subject, and not from the null sender."""
-    return bool(_FORWARD.match(mail.subject)) and envelope.mail_from not in ("", "<>")
+    return bool(_FORWARD.match(mail.subject)) and not null_sender(mail, envelope)
 
 
 _SPACE = re.compile(r"\s+")
